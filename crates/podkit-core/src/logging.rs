@@ -1,0 +1,43 @@
+//! Structured logs: one JSON object per line on stdout by default, or text for people.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::ConfigError;
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and fields.
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Installs the global subscriber.
+///
+/// `level` is an `EnvFilter` directive (`info`, `podkit_proxy=debug,warn`); when absent,
+/// `RUST_LOG` is used if set, else `info`.
+pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), ConfigError> {
+    let directive = match level {
+        Some(l) => l.to_string(),
+        None => std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()),
+    };
+    let filter = EnvFilter::try_new(&directive)
+        .map_err(|e| ConfigError::flag("--log-level", format!("'{directive}': {e}")))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let result = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+    // A subscriber already installed (tests running several components) is fine.
+    drop(result);
+    Ok(())
+}

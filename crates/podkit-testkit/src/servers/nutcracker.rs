@@ -1,0 +1,64 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::{loopback, workdir, START_TIMEOUT};
+use crate::error::Result;
+use crate::probe::greeting;
+use crate::process::{find_binary, write_file, ServerProcess, Spec};
+
+/// twemproxy's `nutcracker` (Debian package `nutcracker`) with a given `nutcracker.yaml`.
+#[derive(Debug)]
+pub struct Nutcracker {
+    /// Its stats port: a JSON document on every connection.
+    pub stats_addr: SocketAddr,
+    /// The config file it runs.
+    pub config: PathBuf,
+    process: ServerProcess,
+    _dir: tempfile::TempDir,
+}
+
+impl Nutcracker {
+    /// Starts nutcracker with `config` (the YAML text, whose ports the caller chose).
+    pub fn start(config: &str) -> Result<Nutcracker> {
+        let program = find_binary("nutcracker", "nutcracker")?;
+        let dir = workdir("nutcracker")?;
+        let config_path = dir.path().join("nutcracker.yaml");
+        write_file(&config_path, config)?;
+        let stats_addr = loopback();
+        let spec = Spec::new(
+            format!("nutcracker stats {stats_addr}"),
+            program,
+            dir.path().join("nutcracker.out"),
+        )
+        .args([std::ffi::OsStr::new("-c"), config_path.as_os_str()])
+        .args(["-s", &stats_addr.port().to_string(), "-a", "127.0.0.1"])
+        .args([
+            std::ffi::OsStr::new("-o"),
+            dir.path().join("nutcracker.log").as_os_str(),
+        ]);
+        let mut process = ServerProcess::spawn(spec)?;
+        process.wait_ready(START_TIMEOUT, || {
+            greeting(stats_addr, 1).is_ok_and(|b| b == b"{")
+        })?;
+        Ok(Nutcracker {
+            stats_addr,
+            config: config_path,
+            process,
+            _dir: dir,
+        })
+    }
+
+    /// The JSON stats document.
+    pub fn stats(&self) -> std::io::Result<String> {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(self.stats_addr)?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    /// The running process, to stop, kill or signal it.
+    pub fn process(&mut self) -> &mut ServerProcess {
+        &mut self.process
+    }
+}

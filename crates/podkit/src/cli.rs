@@ -1,0 +1,96 @@
+//! The command tree. Names are part of podkit's API (DESIGN.md, "The catalog").
+
+use clap::{Args, Parser, Subcommand};
+use podkit_core::cli::FlagsFileArg;
+use podkit_core::ContractArgs;
+
+/// The catalog of the book's patterns, shown after `podkit --help`.
+const CATALOG: &str = "\
+Patterns of Designing Distributed Systems, by chapter:
+  ch2  sidecar    HTTPS, config sync, git sync, topz      podkit sidecar ...
+  ch3  ambassador sharding, service broker, experiments   (coming)
+  ch4  adapter    metrics, logs, health                    (coming)
+  ch5  lb, cache  replicated load-balanced services        (coming)
+  ch6  shard      sharded services                         (coming)
+  ch7  scatter    scatter/gather                           (coming)
+  ch8  fn         functions and event-driven processing    (coming)
+  ch9  lock/elect ownership election                       (coming)
+  ch10 queue      work queues                              (coming)
+  ch11 flow       event-driven batch processing            (coming)
+  ch12 join/reduce coordinated batch processing            (coming)
+  all  up         run a topology on one machine            (coming)
+
+Every component takes --admin (serving /healthz, /readyz, /metrics), --log-format,
+--log-level and --drain-timeout; every flag has a PODKIT_* environment twin.";
+
+/// podkit: the patterns of Designing Distributed Systems as reusable components.
+#[derive(Parser, Debug)]
+#[command(name = "podkit", version, after_help = CATALOG, propagate_version = true)]
+pub enum Cli {
+    /// Sidecars (ch2): add a capability to an application without its knowledge.
+    #[command(subcommand)]
+    Sidecar(SidecarCommand),
+}
+
+/// `podkit sidecar ...`
+#[derive(Subcommand, Debug)]
+pub enum SidecarCommand {
+    /// Serve /topz: every process in this PID namespace with its CPU and memory use.
+    Topz(Topz),
+}
+
+/// `podkit sidecar topz`
+#[derive(Args, Debug)]
+pub struct Topz {
+    #[command(flatten)]
+    pub topz: podkit_node::topz::TopzArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn leaves(command: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        if command.get_subcommands().next().is_none() {
+            out.push((path.clone(), command.clone()));
+        }
+        for sub in command.get_subcommands() {
+            leaves(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    /// Chapter 2: a container's parameters are its API. Every flag of every component has
+    /// an environment twin named PODKIT_*, and help that shows it.
+    #[test]
+    fn every_flag_has_an_env_twin_and_help() {
+        let mut all = Vec::new();
+        leaves(&Cli::command(), "podkit".into(), &mut all);
+        assert!(!all.is_empty());
+        for (path, command) in all {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" || arg.is_positional() {
+                    continue;
+                }
+                let env = arg
+                    .get_env()
+                    .unwrap_or_else(|| panic!("{path} --{id} has no env twin"));
+                assert!(
+                    env.to_string_lossy().starts_with("PODKIT_"),
+                    "{path} --{id}: env twin {env:?} should start with PODKIT_"
+                );
+                assert!(arg.get_help().is_some(), "{path} --{id} has no help");
+            }
+        }
+    }
+
+    #[test]
+    fn command_tree_is_valid() {
+        Cli::command().debug_assert();
+    }
+}
