@@ -1,0 +1,200 @@
+//! What every benchmark shares: core pinning, the machine description, and the results
+//! file (the command, the machine, each figure, and the ratios).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Core that servers and proxies are pinned to.
+pub const SERVER_CORES: &str = "0";
+/// Core that the load generator is pinned to.
+pub const CLIENT_CORES: &str = "1";
+
+/// Pins every thread of a running process to `cores` (`taskset -a -p -c`).
+pub fn pin(pid: u32, cores: &str) -> Result<(), String> {
+    let status = Command::new("taskset")
+        .args(["-a", "-p", "-c", cores, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset (Debian package util-linux): {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("taskset -p {pid} failed: {status}"))
+    }
+}
+
+/// A command prefixed with `taskset -c cores`.
+pub fn pinned(cores: &str, program: &str) -> Command {
+    let mut command = Command::new("taskset");
+    command.args(["-c", cores, program]);
+    command
+}
+
+/// Runs a command and returns its stdout, or an error with its stderr.
+pub fn output(command: &mut Command) -> Result<String, String> {
+    let out = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{command:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// One measured figure set: a target (podkit, nginx, direct...) on one case.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub target: String,
+    pub case: String,
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// A benchmark's report, written as markdown.
+#[derive(Debug)]
+pub struct Report {
+    pub name: String,
+    pub title: String,
+    pub quick: bool,
+    /// How the load was generated and what was configured, in prose.
+    pub setup: Vec<String>,
+    pub measurements: Vec<Measurement>,
+    /// Pairs (target, baseline) whose ratios are reported for every case.
+    pub ratios: Vec<(String, String)>,
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// An empty report for benchmark `name`.
+    pub fn new(name: &str, title: &str, quick: bool) -> Report {
+        Report {
+            name: name.to_string(),
+            title: title.to_string(),
+            quick,
+            setup: Vec::new(),
+            measurements: Vec::new(),
+            ratios: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn find(&self, target: &str, case: &str) -> Option<&Measurement> {
+        self.measurements
+            .iter()
+            .find(|m| m.target == target && m.case == case)
+    }
+
+    /// The report as markdown.
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# {}: {}\n", self.name, self.title);
+        let quick = if self.quick { " --quick" } else { "" };
+        let _ = writeln!(md, "- Command: `scripts/bench {}{quick}`", self.name);
+        let _ = writeln!(md, "- Date: {}", today());
+        let _ = writeln!(md, "- Machine: {}", machine());
+        let _ = writeln!(md, "- podkit: {}", revision());
+        let _ = writeln!(
+            md,
+            "- Pinning: servers and proxies on core {SERVER_CORES}, load generator on core {CLIENT_CORES} (taskset)"
+        );
+        for line in &self.setup {
+            let _ = writeln!(md, "- {line}");
+        }
+        if self.quick {
+            let _ = writeln!(
+                md,
+                "- Quick smoke run: short and noisy; not for comparison."
+            );
+        }
+        let _ = writeln!(md, "\n## Figures\n");
+        let _ = writeln!(md, "| case | target | requests/s | p50 ms | p99 ms |");
+        let _ = writeln!(md, "|---|---|---:|---:|---:|");
+        for m in &self.measurements {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} | {:.3} | {:.3} |",
+                m.case, m.target, m.requests_per_second, m.p50_ms, m.p99_ms
+            );
+        }
+        if !self.ratios.is_empty() {
+            let _ = writeln!(md, "\n## Ratios\n");
+            let _ = writeln!(md, "| case | ratio | requests/s | p99 |");
+            let _ = writeln!(md, "|---|---|---:|---:|");
+            let mut cases: Vec<&str> = Vec::new();
+            for m in &self.measurements {
+                if !cases.contains(&m.case.as_str()) {
+                    cases.push(&m.case);
+                }
+            }
+            for (target, baseline) in &self.ratios {
+                for case in &cases {
+                    if let (Some(t), Some(b)) = (self.find(target, case), self.find(baseline, case))
+                    {
+                        let _ = writeln!(
+                            md,
+                            "| {case} | {target} / {baseline} | {:.2}× | {:.2}× |",
+                            t.requests_per_second / b.requests_per_second,
+                            t.p99_ms / b.p99_ms
+                        );
+                    }
+                }
+            }
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(md, "\n## Notes\n");
+            for note in &self.notes {
+                let _ = writeln!(md, "- {note}");
+            }
+        }
+        md
+    }
+
+    /// Writes the report: `bench/results/<name>.md`, or `target/bench-quick/<name>.md` for
+    /// a quick run (which must not replace committed results).
+    pub fn write(&self, root: &Path) -> Result<PathBuf, String> {
+        let dir = if self.quick {
+            root.join("target").join("bench-quick")
+        } else {
+            root.join("bench").join("results")
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(format!("{}.md", self.name));
+        std::fs::write(&path, self.markdown()).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    }
+}
+
+fn today() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// CPU model, core count and kernel.
+pub fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{model}, {cores} cores, Linux {}", kernel.trim())
+}
+
+fn revision() -> String {
+    Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

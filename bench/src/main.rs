@@ -1,0 +1,59 @@
+//! `podkit-bench NAME [--quick]`: runs one side-by-side benchmark of podkit and the tool it
+//! replaces, on pinned cores, and writes its results file. `scripts/bench` builds and runs
+//! it; see `bench/README.md`.
+
+mod harness;
+mod kv;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+/// The benchmarks, by name.
+const BENCHMARKS: [(&str, &str); 1] = [("kv", "Redis through a proxy vs direct (redis-benchmark)")];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let names: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    if args
+        .iter()
+        .any(|a| a == "--help" || a == "-h" || a == "--list")
+    {
+        println!("usage: scripts/bench [NAME...] [--quick]\n\nbenchmarks:");
+        for (name, about) in BENCHMARKS {
+            println!("  {name:<8} {about}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let selected: Vec<&str> = if names.is_empty() {
+        BENCHMARKS.iter().map(|(n, _)| *n).collect()
+    } else {
+        names
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = root.canonicalize().unwrap_or(root);
+    for name in selected {
+        let report = match name {
+            "kv" => kv::run(quick),
+            other => {
+                eprintln!("podkit-bench: error: unknown benchmark '{other}' (try --list)");
+                return ExitCode::from(2);
+            }
+        };
+        match report.and_then(|r| r.write(&root).map(|path| (r, path))) {
+            Ok((report, path)) => {
+                println!("{}", report.markdown());
+                println!("written to {}", path.display());
+            }
+            Err(err) => {
+                eprintln!("podkit-bench: error: {name}: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
