@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
@@ -106,7 +105,7 @@ impl Admin {
     /// Serves the admin endpoint on `listener` until shutdown has drained the component.
     pub async fn serve(self, listener: TcpListener, stop: Shutdown) {
         let admin = Arc::new(self);
-        let handler = move |req: Request<Incoming>, _peer: SocketAddr| {
+        let handler = move |req: Request<Incoming>, _conn: crate::http::ConnInfo| {
             let admin = admin.clone();
             async move { admin.handle(req).await }
         };

@@ -15,7 +15,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::shutdown::Shutdown;
@@ -47,26 +48,78 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     response(status, "text/plain; charset=utf-8", body)
 }
 
-/// Handles one request from `peer`.
+/// What a handler knows about the connection a request came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The local address the client connected to.
+    pub local: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Handles one request.
 pub trait Handler: Clone + Send + Sync + 'static {
     fn handle(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        conn: ConnInfo,
     ) -> impl Future<Output = Response<Body>> + Send + 'static;
 }
 
 impl<F, Fut> Handler for F
 where
-    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     fn handle(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        conn: ConnInfo,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        self(req, peer)
+        self(req, conn)
+    }
+}
+
+/// Which HTTP versions a connection may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// HTTP/1.1, or HTTP/2 with prior knowledge (h2c), detected from the first bytes.
+    Auto,
+    /// HTTP/2 only (negotiated by ALPN).
+    Http2,
+    /// HTTP/1.1 only.
+    Http1,
+}
+
+/// Turns an accepted TCP stream into the stream HTTP is spoken on (e.g. a TLS handshake).
+pub trait Accept: Clone + Send + Sync + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Completes the handshake; the error closes this connection only.
+    fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> impl Future<Output = std::io::Result<(Self::Io, Protocols)>> + Send;
+
+    /// Whether connections are TLS.
+    fn is_tls(&self) -> bool;
+}
+
+/// Plain TCP: HTTP/1.1 or h2c.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainTcp;
+
+impl Accept for PlainTcp {
+    type Io = TcpStream;
+
+    async fn accept(&self, stream: TcpStream) -> std::io::Result<(TcpStream, Protocols)> {
+        Ok((stream, Protocols::Auto))
+    }
+
+    fn is_tls(&self) -> bool {
+        false
     }
 }
 
@@ -75,9 +128,10 @@ where
 pub struct ServeOptions {
     /// Connections served at once; further clients wait in the listen backlog.
     pub max_connections: usize,
-    /// Time a client has to send a request's headers (slowloris defence).
+    /// Time a client has to send a request's headers (slowloris defence); also how long
+    /// an idle keep-alive connection is kept, and the limit for a TLS handshake.
     pub header_read_timeout: Duration,
-    /// Largest request head buffered (HTTP/1).
+    /// Largest request head buffered (HTTP/1); larger ones get 431.
     pub max_header_bytes: usize,
 }
 
@@ -91,15 +145,26 @@ impl Default for ServeOptions {
     }
 }
 
-/// Serves `handler` on `listener` until `shutdown` triggers, then stops accepting and
-/// returns once every open connection has finished its in-flight requests.
+/// Serves `handler` on plain TCP; see [`serve_with`].
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: H,
     shutdown: Shutdown,
     options: ServeOptions,
 ) {
-    let graceful = GracefulShutdown::new();
+    serve_with(listener, PlainTcp, handler, shutdown, options).await
+}
+
+/// Serves `handler` on `listener` until `shutdown` triggers, then stops accepting and
+/// returns once every open connection has finished its in-flight requests.
+pub async fn serve_with<A: Accept, H: Handler>(
+    listener: TcpListener,
+    acceptor: A,
+    handler: H,
+    shutdown: Shutdown,
+    options: ServeOptions,
+) {
+    let graceful = Arc::new(GracefulShutdown::new());
     let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -107,7 +172,12 @@ pub async fn serve<H: Handler>(
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
         .max_buf_size(options.max_header_bytes.max(8192));
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(options.max_header_bytes.max(8192) as u32);
+    let builder = Arc::new(builder);
+    let local = listener.local_addr().ok();
     loop {
         let permit = tokio::select! {
             permit = slots.clone().acquire_owned() => match permit {
@@ -130,24 +200,73 @@ pub async fn serve<H: Handler>(
             _ = shutdown.triggered() => break,
         };
         let _ = stream.set_nodelay(true);
+        let conn_info = ConnInfo {
+            peer,
+            local: stream.local_addr().ok().or(local).unwrap_or(peer),
+            tls: acceptor.is_tls(),
+        };
         let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(req, peer).await) }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let acceptor = acceptor.clone();
+        let builder = builder.clone();
+        let graceful = graceful.clone();
+        let handshake_timeout = options.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
+            let accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+            let (io, protocols) = match accepted {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(err)) => {
+                    tracing::debug!(%peer, error = %err, "handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "handshake timed out");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(handler.handle(req, conn_info).await) }
+            });
+            let io = TokioIo::new(io);
+            let result = match protocols {
+                Protocols::Auto => {
+                    graceful
+                        .watch(
+                            builder
+                                .serve_connection_with_upgrades(io, service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+                Protocols::Http2 => {
+                    let h2 = (*builder).clone().http2_only();
+                    graceful
+                        .watch(h2.serve_connection(io, service).into_owned())
+                        .await
+                }
+                Protocols::Http1 => {
+                    let h1 = (*builder).clone().http1_only();
+                    graceful
+                        .watch(h1.serve_connection_with_upgrades(io, service).into_owned())
+                        .await
+                }
+            };
+            if let Err(err) = result {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
             drop(permit);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    match Arc::try_unwrap(graceful) {
+        Ok(graceful) => graceful.shutdown().await,
+        Err(shared) => {
+            // Connection tasks still hold a handle: wait until they are all done.
+            while Arc::strong_count(&shared) > 1 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
 }
 
 /// The decoded `key=value` pairs of a URI's query string, in order.

@@ -340,3 +340,79 @@ mod tests {
         }
     }
 }
+
+// === impl serde ===
+
+impl serde::Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(QuantityVisitor::<HumanDuration>::default())
+    }
+}
+
+impl serde::Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(QuantityVisitor::<ByteSize>::default())
+    }
+}
+
+/// Reads a quantity from a string, or from a number (which is then a bare number, and
+/// rejected with the same advice as on the command line).
+struct QuantityVisitor<T>(std::marker::PhantomData<T>);
+
+impl<T> Default for QuantityVisitor<T> {
+    fn default() -> Self {
+        QuantityVisitor(std::marker::PhantomData)
+    }
+}
+
+impl<T: FromStr<Err = UnitError>> serde::de::Visitor<'_> for QuantityVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a quantity with its unit, such as 10s or 512MiB")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        v.parse().map_err(E::custom)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+        v.to_string().parse().map_err(E::custom)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+        v.to_string().parse().map_err(E::custom)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<T, E> {
+        v.to_string().parse().map_err(E::custom)
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn quantities_in_yaml() {
+        let d: HumanDuration = serde_yaml_ng::from_str("1m30s").unwrap();
+        assert_eq!(d.get(), Duration::from_secs(90));
+        let err = serde_yaml_ng::from_str::<HumanDuration>("10").unwrap_err();
+        assert!(err.to_string().contains("bare number"), "{err}");
+        let b: ByteSize = serde_yaml_ng::from_str("2GiB").unwrap();
+        assert_eq!(b.bytes(), 2 << 30);
+        assert_eq!(serde_yaml_ng::to_string(&b).unwrap().trim(), "2GiB");
+    }
+}

@@ -14,6 +14,7 @@
 //! - [`probe`]: small blocking clients (HTTP/1.1, Redis PING, memcached `version`);
 //! - [`ports`]: free ports.
 
+pub mod backend;
 pub mod error;
 pub mod podkit;
 pub mod ports;

@@ -7,11 +7,13 @@ use podkit_core::ContractArgs;
 /// The catalog of the book's patterns, shown after `podkit --help`.
 const CATALOG: &str = "\
 Patterns of Designing Distributed Systems, by chapter:
-  ch2  sidecar    HTTPS, config sync, git sync, topz      podkit sidecar ...
-  ch3  ambassador sharding, service broker, experiments   (coming)
+  ch2  sidecar    topz, HTTPS (tls); config sync, git sync  podkit sidecar topz|tls
+  ch3  ambassador experiments (split); sharding, broker     podkit ambassador split
   ch4  adapter    metrics, logs, health                    (coming)
-  ch5  lb, cache  replicated load-balanced services        (coming)
-  ch6  shard      sharded services                         (coming)
+  ch5  lb         replicated load-balanced services        podkit lb
+  ch5  cache      caching layer, rate limiting             (coming)
+  ch6  shard      sharded services                         podkit shard
+  all  proxy      the HTTP engine, configured by YAML      podkit proxy -c FILE
   ch7  scatter    scatter/gather                           (coming)
   ch8  fn         functions and event-driven processing    (coming)
   ch9  lock/elect ownership election                       (coming)
@@ -30,6 +32,15 @@ pub enum Cli {
     /// Sidecars (ch2): add a capability to an application without its knowledge.
     #[command(subcommand)]
     Sidecar(SidecarCommand),
+    /// Ambassadors (ch3): broker the application's traffic to the world.
+    #[command(subcommand)]
+    Ambassador(AmbassadorCommand),
+    /// Replicated load-balanced service (ch5): spread requests over ready replicas.
+    Lb(Lb),
+    /// Sharded service (ch6): send each key to its shard on a consistent hash ring.
+    Shard(Shard),
+    /// The HTTP proxy engine in its general form, configured by a YAML file.
+    Proxy(Proxy),
 }
 
 /// `podkit sidecar ...`
@@ -37,6 +48,60 @@ pub enum Cli {
 pub enum SidecarCommand {
     /// Serve /topz: every process in this PID namespace with its CPU and memory use.
     Topz(Topz),
+    /// Terminate HTTPS (h2 and http/1.1) in front of a legacy HTTP service on localhost.
+    Tls(Tls),
+}
+
+/// `podkit ambassador ...`
+#[derive(Subcommand, Debug)]
+pub enum AmbassadorCommand {
+    /// Split clients between sides by weight (a 10% experiment), optionally teeing requests.
+    Split(Split),
+}
+
+/// `podkit lb`
+#[derive(Args, Debug)]
+pub struct Lb {
+    #[command(flatten)]
+    pub preset: podkit_proxy::presets::LbArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+}
+
+/// `podkit shard`
+#[derive(Args, Debug)]
+pub struct Shard {
+    #[command(flatten)]
+    pub preset: podkit_proxy::presets::ShardArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+}
+
+/// `podkit proxy`
+#[derive(Args, Debug)]
+pub struct Proxy {
+    #[command(flatten)]
+    pub proxy: podkit_proxy::presets::ProxyArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+}
+
+/// `podkit sidecar tls`
+#[derive(Args, Debug)]
+pub struct Tls {
+    #[command(flatten)]
+    pub preset: podkit_proxy::presets::TlsArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+}
+
+/// `podkit ambassador split`
+#[derive(Args, Debug)]
+pub struct Split {
+    #[command(flatten)]
+    pub preset: podkit_proxy::presets::SplitArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
 }
 
 /// `podkit sidecar topz`

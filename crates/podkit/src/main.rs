@@ -9,8 +9,9 @@ mod cli;
 
 use std::process::ExitCode;
 
-use cli::{Cli, SidecarCommand};
-use podkit_core::component;
+use cli::{AmbassadorCommand, Cli, SidecarCommand};
+use podkit_core::{component, ConfigError, ContractArgs};
+use podkit_proxy::{ProxyConfig, Source};
 
 fn main() -> ExitCode {
     let cli: Cli = podkit_core::cli::parse();
@@ -18,5 +19,78 @@ fn main() -> ExitCode {
         Cli::Sidecar(SidecarCommand::Topz(c)) => component::run("topz", &c.contract, |ctx| {
             podkit_node::topz::run(c.topz, ctx)
         }),
+        Cli::Sidecar(SidecarCommand::Tls(c)) => {
+            let listens = vec!["--listen", "--redirect-http"];
+            proxy(
+                "tls",
+                c.preset.config(),
+                c.preset.print_config,
+                listens,
+                &c.contract,
+            )
+        }
+        Cli::Ambassador(AmbassadorCommand::Split(c)) => proxy(
+            "split",
+            c.preset.config(),
+            c.preset.print_config,
+            vec!["--listen"],
+            &c.contract,
+        ),
+        Cli::Lb(c) => proxy(
+            "lb",
+            c.preset.config(),
+            c.preset.print_config,
+            vec!["--listen"],
+            &c.contract,
+        ),
+        Cli::Shard(c) => proxy(
+            "shard",
+            c.preset.config(),
+            c.preset.print_config,
+            vec!["--listen"],
+            &c.contract,
+        ),
+        Cli::Proxy(c) => {
+            let config = match c.proxy.load() {
+                Ok(config) => config,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            if c.proxy.check {
+                println!("{}: ok", c.proxy.config.display());
+                return ExitCode::SUCCESS;
+            }
+            let source = Source::File(c.proxy.config.clone());
+            component::run("proxy", &c.contract, |ctx| {
+                podkit_proxy::run(config, source, ctx)
+            })
+        }
     }
+}
+
+/// Runs a proxy preset, or prints its configuration as `podkit proxy -c` YAML.
+fn proxy(
+    name: &'static str,
+    config: Result<ProxyConfig, ConfigError>,
+    print_config: bool,
+    listen_flags: Vec<&'static str>,
+    contract: &ContractArgs,
+) -> ExitCode {
+    let config = match config {
+        Ok(config) => config,
+        Err(err) => podkit_core::cli::exit_config_error(&err),
+    };
+    if print_config {
+        return match serde_yaml_ng::to_string(&config) {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("podkit: error: printing the config: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let source = Source::Flags { listen_flags };
+    component::run(name, contract, |ctx| podkit_proxy::run(config, source, ctx))
 }

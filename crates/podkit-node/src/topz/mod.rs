@@ -147,7 +147,7 @@ pub async fn run(args: TopzArgs, ctx: Context) -> Result<(), ComponentError> {
     ));
     let handler = {
         let topz = topz.clone();
-        move |req: Request<Incoming>, _peer: SocketAddr| {
+        move |req: Request<Incoming>, _conn: podkit_core::http::ConnInfo| {
             let topz = topz.clone();
             async move { topz.handle(req).await }
         }

@@ -1,0 +1,36 @@
+//! # podkit-proxy: one HTTP proxy engine for every HTTP role in the book
+//!
+//! Chapter 2's HTTPS sidecar, chapter 3's experiment ambassador and tee, chapter 5's
+//! replicated load-balanced service (readiness probes, session tracking, SSL termination)
+//! and chapter 6's consistent sharding proxy all put an HTTP proxy in front of something;
+//! the book configures nginx differently for each. podkit has one engine whose stages
+//! compose — TLS, then split / shard / balance, then an upstream pool — with presets
+//! (`podkit lb`, `sidecar tls`, `ambassador split`, `shard`) and a general YAML form
+//! (`podkit proxy -c`).
+//!
+//! - [`config`]: the YAML form and its validation;
+//! - [`presets`]: flags of each preset, turned into a config;
+//! - [`server`]: building and serving a config;
+//! - [`route`]: the request path (match, choose, forward, respond);
+//! - [`upstream`]: pools, backends, readiness probes, passive ejection, retries;
+//! - [`balance`]: round-robin, least-conn, p2c and consistent hash;
+//! - [`tee`]: mirroring to a shadow backend;
+//! - [`tls`]: rustls termination with certificate reload;
+//! - [`template`], [`headers`], [`body`], [`metrics`], [`error`]: the pieces in between.
+
+pub mod balance;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod headers;
+pub mod metrics;
+pub mod presets;
+pub mod route;
+pub mod server;
+pub mod tee;
+pub mod template;
+pub mod tls;
+pub mod upstream;
+
+pub use config::ProxyConfig;
+pub use server::{run, Source};

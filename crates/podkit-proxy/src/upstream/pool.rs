@@ -1,0 +1,248 @@
+//! A pool of equivalent backends and the forwarding of one request to it: the balancer
+//! gives the order, idempotent requests without a body move on to the next backend when a
+//! try fails before any response byte, and every try is bounded by the per-try timeout
+//! and the request's total deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use prometheus_client::metrics::counter::Counter;
+
+use podkit_core::http::Body;
+
+use super::backend::{Backend, InFlight};
+use super::eject::Outcome;
+use crate::balance::Balancer;
+use crate::config::{Eject, PoolConfig, Timeouts};
+use crate::error::ProxyError;
+use crate::metrics::{class_index, ProxyMetrics};
+use crate::template::Template;
+
+/// The HTTP client toward backends.
+pub type UpstreamClient = Client<HttpConnector, Body>;
+
+/// Builds a pooled keep-alive HTTP/1.1 client.
+pub fn client(connect_timeout: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(connector)
+}
+
+/// A pool and its runtime state.
+#[derive(Debug)]
+pub struct Pool {
+    pub name: String,
+    pub backends: Vec<Arc<Backend>>,
+    balancer: Balancer,
+    /// The key of the `hash` policy.
+    pub hash_key: Option<Template>,
+    client: UpstreamClient,
+    timeouts: Timeouts,
+    retries: u32,
+    eject: Eject,
+    retry_counter: Counter,
+}
+
+/// The head of a request to send, without a body.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub method: Method,
+    /// Origin-form path and query.
+    pub path_and_query: String,
+    pub headers: http::HeaderMap,
+}
+
+/// A backend's response, with the backend and its in-flight slot.
+#[derive(Debug)]
+pub struct Upstream {
+    pub response: Response<Incoming>,
+    pub backend: Arc<Backend>,
+    pub in_flight: InFlight,
+}
+
+impl Pool {
+    /// Builds the pool `name` from its config; backends start ready unless probed.
+    pub fn new(name: &str, config: &PoolConfig, metrics: &ProxyMetrics) -> Pool {
+        let probed = !config.ready.path.is_empty();
+        let backends: Vec<Arc<Backend>> = config
+            .backends
+            .iter()
+            .filter_map(|b| {
+                let authority = crate::config::backend_authority(&b.url).ok()?;
+                let backend_metrics = metrics.backend(name, authority.as_str());
+                Some(Arc::new(Backend::new(
+                    b.url.clone(),
+                    authority,
+                    b.weight,
+                    !probed,
+                    backend_metrics,
+                )))
+            })
+            .collect();
+        Pool {
+            name: name.to_string(),
+            balancer: Balancer::new(config.policy, &backends),
+            backends,
+            hash_key: config.hash_key.as_deref().and_then(|k| k.parse().ok()),
+            client: client(config.timeouts.connect.get()),
+            timeouts: config.timeouts.clone(),
+            retries: config.retries,
+            eject: config.eject.clone(),
+            retry_counter: metrics.retries(name),
+        }
+    }
+
+    /// The client of this pool (probes share its connections).
+    pub fn client(&self) -> &UpstreamClient {
+        &self.client
+    }
+
+    /// Whether any backend can take traffic now.
+    pub fn has_available(&self) -> bool {
+        let now = Instant::now();
+        self.backends.iter().any(|b| b.is_available(now))
+    }
+
+    /// Sends the request to the pool's backends in the balancer's order. `body` is `None`
+    /// for a request without a body, which may then be retried when idempotent.
+    pub async fn forward(
+        &self,
+        head: &Head,
+        body: Option<Body>,
+        key: Option<&str>,
+    ) -> Result<Upstream, ProxyError> {
+        let order = self.balancer.order(&self.backends, key);
+        if order.is_empty() {
+            return Err(ProxyError::NoBackend {
+                pool: self.name.clone(),
+            });
+        }
+        let retryable = body.is_none() && is_idempotent(&head.method);
+        let tries = if retryable {
+            order.len().min(1 + self.retries as usize)
+        } else {
+            1
+        };
+        let deadline = Instant::now() + self.timeouts.total.get();
+        let mut body = body;
+        let mut last_error = None;
+        for (attempt, &index) in order.iter().take(tries).enumerate() {
+            if attempt > 0 {
+                self.retry_counter.inc();
+            }
+            let backend = &self.backends[index];
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let request = build_request(head, backend, body.take())?;
+            let in_flight = backend.start();
+            let started = Instant::now();
+            let limit = self.timeouts.per_try.get().min(remaining);
+            match tokio::time::timeout(limit, self.client.request(request)).await {
+                Ok(Ok(response)) => {
+                    let outcome = if response.status().is_server_error() {
+                        Outcome::ServerError
+                    } else {
+                        Outcome::Success
+                    };
+                    self.note(backend, outcome, Some(started.elapsed()));
+                    backend.metrics.responses[class_index(response.status())].inc();
+                    return Ok(Upstream {
+                        response,
+                        backend: backend.clone(),
+                        in_flight,
+                    });
+                }
+                Ok(Err(err)) => {
+                    backend.metrics.failures.inc();
+                    self.note(backend, Outcome::Failure, None);
+                    tracing::debug!(pool = %self.name, backend = %backend.authority, error = %err, "try failed");
+                    last_error = Some(ProxyError::Upstream {
+                        backend: backend.authority.to_string(),
+                        message: describe(&err),
+                    });
+                }
+                Err(_) => {
+                    backend.metrics.failures.inc();
+                    self.note(backend, Outcome::Failure, None);
+                    last_error = Some(ProxyError::Timeout {
+                        backend: backend.authority.to_string(),
+                    });
+                }
+            }
+        }
+        Err(last_error.unwrap_or(ProxyError::Timeout {
+            backend: self.name.clone(),
+        }))
+    }
+
+    fn note(&self, backend: &Backend, outcome: Outcome, latency: Option<Duration>) {
+        if let Some(time) = backend.record(outcome, latency, &self.eject) {
+            tracing::warn!(
+                pool = %self.name,
+                backend = %backend.authority,
+                seconds = time.as_secs_f64(),
+                "backend ejected after failures"
+            );
+        }
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn build_request(
+    head: &Head,
+    backend: &Backend,
+    body: Option<Body>,
+) -> Result<Request<Body>, ProxyError> {
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(backend.authority.clone())
+        .path_and_query(head.path_and_query.as_str())
+        .build()
+        .map_err(|e| ProxyError::Upstream {
+            backend: backend.authority.to_string(),
+            message: format!("bad request target: {e}"),
+        })?;
+    let mut request = Request::new(body.unwrap_or_else(|| {
+        Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed()
+    }));
+    *request.method_mut() = head.method.clone();
+    *request.uri_mut() = uri;
+    *request.headers_mut() = head.headers.clone();
+    Ok(request)
+}
+
+/// The error and its causes on one line.
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,64 @@
+//! Helpers shared by the podkit binary's integration tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use podkit_testkit::free_port;
+use podkit_testkit::podkit::Podkit;
+use podkit_testkit::probe::{http_get, http_request, HttpResponse};
+
+pub const PODKIT: &str = env!("CARGO_BIN_EXE_podkit");
+
+/// A loopback address on a free port.
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Starts `podkit <args> --listen <free>` and waits until it is ready.
+pub fn start(args: &[&str]) -> (Podkit, SocketAddr) {
+    let listen = free_addr();
+    let listen_s = listen.to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--listen", &listen_s, "--log-format", "text"]);
+    let mut p = Podkit::start(Path::new(PODKIT), &all).expect("start podkit");
+    p.wait_ready()
+        .unwrap_or_else(|e| panic!("not ready: {e}\n{}", p.output()));
+    (p, listen)
+}
+
+/// GET `path`, returning the response.
+pub fn get(addr: SocketAddr, path: &str) -> HttpResponse {
+    http_get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// GET with headers.
+pub fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    http_request(addr, "GET", path, headers, b"").unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// The backend that answered.
+pub fn backend_of(resp: &HttpResponse) -> String {
+    resp.header("x-backend").unwrap_or("").to_string()
+}
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes.
+pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
+/// The value of a metric line `name{labels...} value` whose text contains every needle.
+pub fn metric(admin: SocketAddr, name: &str, needles: &[&str]) -> Option<f64> {
+    let text = get(admin, "/metrics").text();
+    text.lines()
+        .filter(|l| l.starts_with(name) && needles.iter().all(|n| l.contains(n)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
