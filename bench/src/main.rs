@@ -4,12 +4,33 @@
 
 mod harness;
 mod kv;
+mod lb;
+mod tls;
+mod wrk;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The benchmarks, by name.
-const BENCHMARKS: [(&str, &str); 1] = [("kv", "Redis through a proxy vs direct (redis-benchmark)")];
+const BENCHMARKS: [(&str, &str); 3] = [
+    ("kv", "Redis through a proxy vs direct (redis-benchmark)"),
+    (
+        "lb",
+        "podkit lb vs nginx vs haproxy, round-robin over two backends (wrk)",
+    ),
+    (
+        "tls",
+        "podkit sidecar tls vs nginx: handshakes/s and keep-alive requests/s (wrk)",
+    ),
+];
+
+/// The podkit binary built beside this one.
+pub fn podkit_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("podkit")))
+        .unwrap_or_else(|| PathBuf::from("podkit"))
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +60,8 @@ fn main() -> ExitCode {
     for name in selected {
         let report = match name {
             "kv" => kv::run(quick),
+            "lb" => lb::run(quick),
+            "tls" => tls::run(quick),
             other => {
                 eprintln!("podkit-bench: error: unknown benchmark '{other}' (try --list)");
                 return ExitCode::from(2);

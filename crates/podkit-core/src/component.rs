@@ -115,8 +115,13 @@ where
     if let Err(err) = logging::init(contract.log_format, contract.log_level.as_deref()) {
         crate::cli::exit_config_error(&err);
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if contract.threads > 0 {
+    // One thread runs everything on the current thread: no cross-thread wake-ups.
+    let mut builder = if contract.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if contract.threads > 1 {
         builder.worker_threads(contract.threads);
     }
     let runtime = match builder.enable_all().build() {

@@ -12,6 +12,9 @@ use prometheus_client::metrics::counter::Counter;
 
 use podkit_core::http::BoxError;
 
+use crate::upstream::backend::InFlight;
+use crate::upstream::conn::Reuse;
+
 /// The body stops with an error once more than `limit` bytes have passed, and raises a
 /// flag so that the proxy can answer 413.
 pub struct Limited<B> {
@@ -78,29 +81,42 @@ where
     }
 }
 
-/// A response body that counts bytes sent and keeps `guard` alive until it ends.
-pub struct Tracked<B, G> {
+/// A response body that counts bytes sent, holds the backend's in-flight slot until it
+/// ends, and hands the connection back for reuse once it was read to the end.
+pub struct Tracked<B> {
     inner: B,
     bytes: Counter,
-    guard: Option<G>,
+    in_flight: Option<InFlight>,
+    reuse: Option<Reuse>,
 }
 
-impl<B, G> Tracked<B, G> {
+impl<B: HttpBody> Tracked<B> {
     /// Wraps `inner`.
-    pub fn new(inner: B, bytes: Counter, guard: G) -> Self {
-        Tracked {
+    pub fn new(inner: B, bytes: Counter, in_flight: InFlight, reuse: Option<Reuse>) -> Self {
+        let mut tracked = Tracked {
             inner,
             bytes,
-            guard: Some(guard),
+            in_flight: Some(in_flight),
+            reuse,
+        };
+        if tracked.inner.is_end_stream() {
+            tracked.complete();
+        }
+        tracked
+    }
+
+    fn complete(&mut self) {
+        self.in_flight.take();
+        if let Some(reuse) = self.reuse.take() {
+            reuse.give_back();
         }
     }
 }
 
-impl<B, G> HttpBody for Tracked<B, G>
+impl<B> HttpBody for Tracked<B>
 where
     B: HttpBody<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
-    G: Unpin,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -115,9 +131,15 @@ where
                 if let Some(data) = frame.data_ref() {
                     self.bytes.inc_by(data.len() as u64);
                 }
+                if self.inner.is_end_stream() {
+                    self.complete();
+                }
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
-                self.guard.take();
+            Poll::Ready(None) => self.complete(),
+            Poll::Ready(Some(Err(_))) => {
+                // A broken response: the connection is not reused.
+                self.reuse.take();
+                self.in_flight.take();
             }
             Poll::Pending => {}
         }

@@ -38,10 +38,17 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
 /// Removes hop-by-hop headers (and those listed in `Connection`). With `keep_upgrade`, an
 /// upgrade handshake keeps `Connection: upgrade` and `Upgrade`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<String> = connection_tokens(headers).collect();
-    let upgrade = headers.get(header::UPGRADE).cloned();
-    for name in listed {
-        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+    // Taken first: `Connection: upgrade` lists it among the headers to drop.
+    let upgrade = if keep_upgrade {
+        headers.remove(header::UPGRADE)
+    } else {
+        None
+    };
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = connection_tokens(headers)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in listed {
             headers.remove(name);
         }
     }
@@ -49,11 +56,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
-    if keep_upgrade {
-        if let Some(upgrade) = upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, upgrade);
-        }
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade);
     }
 }
 
@@ -86,12 +91,15 @@ pub fn to_client(headers: &mut HeaderMap, upgrade: bool) {
 }
 
 fn append_via(headers: &mut HeaderMap) {
-    let via = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {VIA}"),
-        None => VIA.to_string(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&via) {
-        headers.insert(header::VIA, value);
+    match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
+        Some(existing) => {
+            if let Ok(value) = HeaderValue::from_str(&format!("{existing}, {VIA}")) {
+                headers.insert(header::VIA, value);
+            }
+        }
+        None => {
+            headers.insert(header::VIA, HeaderValue::from_static(VIA));
+        }
     }
 }
 

@@ -167,7 +167,7 @@ impl Router {
             Some(tee) => tee.mirror(&head, body, content_length),
             None => body,
         };
-        match pool.forward(&head, body, key.as_deref()).await {
+        match pool.forward(head, body, key.as_deref()).await {
             Ok(upstream) => {
                 let mut response = upstream.response;
                 let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -176,8 +176,10 @@ impl Router {
                 }
                 let (mut parts, body) = response.into_parts();
                 headers::to_client(&mut parts.headers, switching);
-                let body =
-                    Tracked::new(body, route.metrics.bytes_out.clone(), upstream.in_flight).boxed();
+                // An upgraded connection is spliced, never reused.
+                let reuse = if switching { None } else { upstream.reuse };
+                let bytes_out = route.metrics.bytes_out.clone();
+                let body = Tracked::new(body, bytes_out, upstream.in_flight, reuse).boxed();
                 Response::from_parts(parts, body)
             }
             Err(_) if exceeded.load(std::sync::atomic::Ordering::SeqCst) => {
@@ -250,7 +252,8 @@ fn upstream_head(parts: &http::request::Parts, conn: ConnInfo, upgrade: bool) ->
         path_and_query: parts
             .uri
             .path_and_query()
-            .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string()),
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
         headers,
     }
 }

@@ -104,7 +104,9 @@ pub async fn run(config: ProxyConfig, source: Source, ctx: Context) -> Result<()
         tracing::info!(listen = %listener.listen, tls = tls.is_some(), routes = listener.routes.len(), "listening");
         let handler = move |req: http::Request<Incoming>, conn: ConnInfo| {
             let router = router.clone();
-            async move { router.handle(req, conn).await }
+            // Boxed once here, so the large request future is not copied as it moves into
+            // the connection's dispatcher.
+            Box::pin(async move { router.handle(req, conn).await })
         };
         let shutdown = ctx.shutdown.clone();
         match (tls, listener.tls) {

@@ -80,7 +80,7 @@ impl Tee {
         let Ok(uri) = http::Uri::builder()
             .scheme("http")
             .authority(self.authority.clone())
-            .path_and_query(head.path_and_query.as_str())
+            .path_and_query(head.path_and_query.clone())
             .build()
         else {
             self.metrics.failed.inc();

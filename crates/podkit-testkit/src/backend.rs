@@ -37,6 +37,8 @@ struct State {
     /// 0 means Serve, 1 Fail, 2 Hang (mirrors `mode` for lock-free reads).
     mode_code: AtomicU16,
     requests: AtomicU64,
+    connections: AtomicU64,
+    delay_ms: AtomicU64,
     paths: Mutex<HashMap<String, u64>>,
     last_headers: Mutex<Vec<(String, String)>>,
 }
@@ -63,6 +65,8 @@ impl Backend {
             mode: Mutex::new(Mode::Serve),
             mode_code: AtomicU16::new(0),
             requests: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            delay_ms: AtomicU64::new(0),
             paths: Mutex::new(HashMap::new()),
             last_headers: Mutex::new(Vec::new()),
         });
@@ -85,6 +89,7 @@ impl Backend {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
+                accept_state.connections.fetch_add(1, Ordering::SeqCst);
                 let state = accept_state.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
@@ -125,9 +130,21 @@ impl Backend {
         self.state.mode_code.store(code, Ordering::SeqCst);
     }
 
+    /// Delays every answer (other than `/ready`) by `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
     /// Requests served, `/ready` probes excluded.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Requests for `path`, probes included.
@@ -207,6 +224,10 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body>
         1 => return whole(StatusCode::INTERNAL_SERVER_ERROR, &state.name, "failing\n"),
         2 => std::future::pending::<()>().await,
         _ => {}
+    }
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     if let Some(ms) = query(&req, "sleep_ms") {
         tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -39,6 +39,22 @@ fn round_robin_spreads_evenly() {
 }
 
 #[test]
+fn connections_to_backends_are_kept_alive() {
+    let b = Backend::start("keep");
+    let (_lb, addr) = lb(&[&b], &["--ready-path", ""]);
+    for _ in 0..100 {
+        assert_eq!(get(addr, "/").status, 200);
+        assert_eq!(get(addr, "/download?bytes=100000").body.len(), 100_000);
+    }
+    assert_eq!(b.requests(), 200);
+    assert_eq!(
+        b.connections(),
+        1,
+        "one kept-alive connection served every request"
+    );
+}
+
+#[test]
 fn weights_shape_round_robin() {
     let a = Backend::start("a");
     let b = Backend::start("b");
@@ -138,6 +154,71 @@ fn killing_a_backend_under_load_loses_no_idempotent_get() {
         retries >= 1.0,
         "the dead backend's requests were retried elsewhere"
     );
+    let dead = format!("backend=\"{}\"", backends[1].addr);
+    let ejections =
+        metric(lb.admin, "podkit_proxy_backend_ejections_total", &[&dead]).unwrap_or(0.0);
+    assert!(ejections >= 1.0, "the dead backend was ejected");
+}
+
+fn under_load(addr: std::net::SocketAddr) {
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for _ in 0..25 {
+                    assert_eq!(get(addr, "/").status, 200);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+}
+
+#[test]
+fn least_conn_avoids_the_slow_backend() {
+    let fast = Backend::start("fast");
+    let slow = Backend::start("slow");
+    slow.set_delay(Duration::from_millis(100));
+    let (_lb, addr) = lb(&[&fast, &slow], &["--policy", "least-conn"]);
+    under_load(addr);
+    assert_eq!(fast.requests() + slow.requests(), 200);
+    // Round-robin would give each 100; the slow one holds its requests longer.
+    assert!(slow.requests() < 40, "slow backend got {}", slow.requests());
+}
+
+#[test]
+fn p2c_prefers_the_fast_backend() {
+    let fast = Backend::start("fast");
+    let slow = Backend::start("slow");
+    slow.set_delay(Duration::from_millis(100));
+    let (_lb, addr) = lb(&[&fast, &slow], &["--policy", "p2c"]);
+    under_load(addr);
+    assert_eq!(fast.requests() + slow.requests(), 200);
+    assert!(slow.requests() < 40, "slow backend got {}", slow.requests());
+}
+
+#[test]
+fn a_hanging_backend_gets_504_after_the_try_timeout() {
+    let hang = Backend::start("hang");
+    hang.set_mode(podkit_testkit::backend::Mode::Hang);
+    let (_lb, addr) = lb(
+        &[&hang],
+        &[
+            "--try-timeout",
+            "300ms",
+            "--timeout",
+            "1s",
+            "--retries",
+            "0",
+            "--ready-path",
+            "",
+        ],
+    );
+    let started = std::time::Instant::now();
+    let resp = get(addr, "/");
+    assert_eq!(resp.status, 504, "{}", resp.text());
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[test]

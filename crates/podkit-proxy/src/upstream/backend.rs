@@ -40,6 +40,8 @@ pub struct Backend {
     /// Exponentially weighted average time to response head, microseconds, as f64 bits.
     ewma_micros: AtomicU64,
     pub metrics: BackendMetrics,
+    /// Idle keep-alive connections to this backend.
+    pub connections: super::conn::IdleConnections,
 }
 
 /// Weight of the newest sample in the latency average.
@@ -68,6 +70,7 @@ impl Backend {
             in_flight: AtomicUsize::new(0),
             ewma_micros: AtomicU64::new(DEFAULT_LATENCY_MICROS.to_bits()),
             metrics,
+            connections: super::conn::IdleConnections::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! ejection), and forwarding with retries.
 
 pub mod backend;
+pub mod conn;
 pub mod eject;
 pub mod pool;
 pub mod probe;

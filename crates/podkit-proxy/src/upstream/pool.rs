@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -18,6 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 use podkit_core::http::Body;
 
 use super::backend::{Backend, InFlight};
+use super::conn::{connect, Reuse};
 use super::eject::Outcome;
 use crate::balance::Balancer;
 use crate::config::{Eject, PoolConfig, Timeouts};
@@ -62,16 +65,18 @@ pub struct Pool {
 pub struct Head {
     pub method: Method,
     /// Origin-form path and query.
-    pub path_and_query: String,
+    pub path_and_query: PathAndQuery,
     pub headers: http::HeaderMap,
 }
 
-/// A backend's response, with the backend and its in-flight slot.
+/// A backend's response, with the backend, its in-flight slot, and the connection to
+/// give back once the body has been read.
 #[derive(Debug)]
 pub struct Upstream {
     pub response: Response<Incoming>,
     pub backend: Arc<Backend>,
     pub in_flight: InFlight,
+    pub reuse: Option<Reuse>,
 }
 
 impl Pool {
@@ -121,7 +126,7 @@ impl Pool {
     /// for a request without a body, which may then be retried when idempotent.
     pub async fn forward(
         &self,
-        head: &Head,
+        mut head: Head,
         body: Option<Body>,
         key: Option<&str>,
     ) -> Result<Upstream, ProxyError> {
@@ -149,12 +154,18 @@ impl Pool {
             if remaining.is_zero() {
                 break;
             }
-            let request = build_request(head, backend, body.take())?;
+            // The last try takes the headers; earlier ones send a copy.
+            let headers = if attempt + 1 == tries {
+                std::mem::take(&mut head.headers)
+            } else {
+                head.headers.clone()
+            };
+            let request = build_request(&head, headers, backend, body.take());
             let in_flight = backend.start();
             let started = Instant::now();
             let limit = self.timeouts.per_try.get().min(remaining);
-            match tokio::time::timeout(limit, self.client.request(request)).await {
-                Ok(Ok(response)) => {
+            match tokio::time::timeout(limit, self.exchange(backend, request)).await {
+                Ok(Ok((response, sender))) => {
                     let outcome = if response.status().is_server_error() {
                         Outcome::ServerError
                     } else {
@@ -166,15 +177,16 @@ impl Pool {
                         response,
                         backend: backend.clone(),
                         in_flight,
+                        reuse: Some(Reuse::new(sender, backend.clone())),
                     });
                 }
-                Ok(Err(err)) => {
+                Ok(Err(message)) => {
                     backend.metrics.failures.inc();
                     self.note(backend, Outcome::Failure, None);
-                    tracing::debug!(pool = %self.name, backend = %backend.authority, error = %err, "try failed");
+                    tracing::debug!(pool = %self.name, backend = %backend.authority, error = %message, "try failed");
                     last_error = Some(ProxyError::Upstream {
                         backend: backend.authority.to_string(),
-                        message: describe(&err),
+                        message,
                     });
                 }
                 Err(_) => {
@@ -189,6 +201,38 @@ impl Pool {
         Err(last_error.unwrap_or(ProxyError::Timeout {
             backend: self.name.clone(),
         }))
+    }
+
+    /// One request on one backend: on a kept-alive connection if there is one. A request
+    /// that a reused connection never sent (the backend had closed it) goes once more on
+    /// a fresh connection, whatever its method, since the backend never saw it.
+    async fn exchange(
+        &self,
+        backend: &Backend,
+        request: Request<Body>,
+    ) -> Result<(Response<Incoming>, SendRequest<Body>), String> {
+        let connect_timeout = self.timeouts.connect.get();
+        let mut conn = backend
+            .connections
+            .checkout(&backend.authority, connect_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        match conn.sender.try_send_request(request).await {
+            Ok(response) => Ok((response, conn.sender)),
+            Err(mut err) => match (conn.reused, err.take_message()) {
+                (true, Some(request)) => {
+                    let mut fresh = connect(&backend.authority, connect_timeout)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let response = fresh
+                        .send_request(request)
+                        .await
+                        .map_err(|e| describe(&e))?;
+                    Ok((response, fresh))
+                }
+                _ => Err(describe(&err.into_error())),
+            },
+        }
     }
 
     fn note(&self, backend: &Backend, outcome: Outcome, latency: Option<Duration>) {
@@ -212,27 +256,26 @@ fn is_idempotent(method: &Method) -> bool {
 
 fn build_request(
     head: &Head,
+    headers: http::HeaderMap,
     backend: &Backend,
     body: Option<Body>,
-) -> Result<Request<Body>, ProxyError> {
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(backend.authority.clone())
-        .path_and_query(head.path_and_query.as_str())
-        .build()
-        .map_err(|e| ProxyError::Upstream {
-            backend: backend.authority.to_string(),
-            message: format!("bad request target: {e}"),
-        })?;
+) -> Request<Body> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(backend.authority.clone());
+    parts.path_and_query = Some(head.path_and_query.clone());
     let mut request = Request::new(body.unwrap_or_else(|| {
         Empty::<Bytes>::new()
             .map_err(|never| match never {})
             .boxed()
     }));
     *request.method_mut() = head.method.clone();
-    *request.uri_mut() = uri;
-    *request.headers_mut() = head.headers.clone();
-    Ok(request)
+    // Scheme, authority and path are all set, so the parts always form a URI.
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+    *request.headers_mut() = headers;
+    request
 }
 
 /// The error and its causes on one line.

@@ -18,11 +18,19 @@ impl Haproxy {
     /// Starts haproxy with `sections` (frontends and backends) after standard `global`
     /// and `defaults` sections; `{port}` is replaced by a free port.
     pub fn start(sections: &str) -> Result<Haproxy> {
+        Self::start_with_threads(sections, None)
+    }
+
+    /// Like [`Haproxy::start`] with `nbthread` set (default: one thread per core).
+    pub fn start_with_threads(sections: &str, threads: Option<usize>) -> Result<Haproxy> {
         let program = find_binary("haproxy", "haproxy")?;
         let dir = workdir("haproxy")?;
         let addr = loopback();
+        let nbthread = threads
+            .map(|n| format!("  nbthread {n}\n"))
+            .unwrap_or_default();
         let config = format!(
-            "global\n  maxconn 4000\n\ndefaults\n  mode http\n  timeout connect 5s\n\
+            "global\n  maxconn 4000\n{nbthread}\ndefaults\n  mode http\n  timeout connect 5s\n\
              timeout client 60s\n  timeout server 60s\n\n{}\n",
             sections.replace("{port}", &addr.port().to_string())
         );
