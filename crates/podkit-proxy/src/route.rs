@@ -136,7 +136,7 @@ impl Router {
         }
         let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (parts, incoming) = req.into_parts();
+        let (mut parts, incoming) = req.into_parts();
         let view = RequestView {
             parts: &parts,
             remote_ip: conn.peer.ip(),
@@ -148,7 +148,7 @@ impl Router {
             }
             .into_response();
         };
-        let head = upstream_head(&parts, conn, upgrade);
+        let head = upstream_head(&mut parts, conn, upgrade);
         let exceeded = Arc::new(AtomicBool::new(false));
         let body = if incoming.is_end_stream() {
             None
@@ -237,8 +237,8 @@ fn choose(action: &Action, view: &RequestView<'_>) -> (Option<Arc<Pool>>, Option
 
 /// The head sent upstream: origin-form target, `Host` kept (or taken from an HTTP/2
 /// authority), hop-by-hop headers removed, forwarding headers added.
-fn upstream_head(parts: &http::request::Parts, conn: ConnInfo, upgrade: bool) -> Head {
-    let mut headers = parts.headers.clone();
+fn upstream_head(parts: &mut http::request::Parts, conn: ConnInfo, upgrade: bool) -> Head {
+    let mut headers = std::mem::take(&mut parts.headers);
     if !headers.contains_key(header::HOST) {
         if let Some(authority) = parts.uri.authority() {
             if let Ok(value) = HeaderValue::from_str(authority.as_str()) {

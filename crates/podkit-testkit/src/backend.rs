@@ -41,6 +41,7 @@ struct State {
     delay_ms: AtomicU64,
     paths: Mutex<HashMap<String, u64>>,
     last_headers: Mutex<Vec<(String, String)>>,
+    last_target: Mutex<String>,
 }
 
 /// A running test backend; dropping it kills it.
@@ -69,6 +70,7 @@ impl Backend {
             delay_ms: AtomicU64::new(0),
             paths: Mutex::new(HashMap::new()),
             last_headers: Mutex::new(Vec::new()),
+            last_target: Mutex::new(String::new()),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -162,6 +164,15 @@ impl Backend {
             .clone()
     }
 
+    /// The request target of the last non-probe request, as it came on the wire.
+    pub fn last_target(&self) -> String {
+        self.state
+            .last_target
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Kills the backend: the listener and every open connection are dropped at once.
     pub fn kill(&mut self) {
         if let Some(runtime) = self.runtime.take() {
@@ -210,6 +221,7 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body>
         return whole(status, &state.name, "ready\n");
     }
     state.requests.fetch_add(1, Ordering::SeqCst);
+    *state.last_target.lock().unwrap_or_else(|p| p.into_inner()) = req.uri().to_string();
     *state.last_headers.lock().unwrap_or_else(|p| p.into_inner()) = req
         .headers()
         .iter()

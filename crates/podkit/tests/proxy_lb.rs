@@ -39,6 +39,59 @@ fn round_robin_spreads_evenly() {
 }
 
 #[test]
+fn metrics_pass_promtool_and_count_by_route_and_backend() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let (lb, addr) = lb(&[&a, &b], &[]);
+    for _ in 0..10 {
+        get(addr, "/");
+    }
+    get(addr, "/status/503");
+    get(addr, "/status/503");
+    assert_promtool_clean(lb.admin);
+    let route = format!("route=\"{addr}/\"");
+    assert_eq!(
+        metric(
+            lb.admin,
+            "podkit_proxy_requests_total",
+            &[&route, "class=\"2xx\""]
+        ),
+        Some(10.0)
+    );
+    assert_eq!(
+        metric(
+            lb.admin,
+            "podkit_proxy_requests_total",
+            &[&route, "class=\"5xx\""]
+        ),
+        Some(2.0)
+    );
+    let backend_a = format!("backend=\"{}\"", a.addr);
+    assert_eq!(
+        metric(
+            lb.admin,
+            "podkit_proxy_backend_responses_total",
+            &[&backend_a, "class=\"2xx\""]
+        ),
+        Some(5.0)
+    );
+    assert!(
+        metric(
+            lb.admin,
+            "podkit_proxy_request_duration_seconds_count",
+            &[&route]
+        )
+        .unwrap()
+            >= 12.0
+    );
+    assert!(metric(lb.admin, "podkit_proxy_response_bytes_total", &[&route]).unwrap() > 0.0);
+    assert_eq!(
+        metric(lb.admin, "podkit_proxy_backend_ready", &[&backend_a]),
+        Some(1.0)
+    );
+}
+
+#[test]
 fn connections_to_backends_are_kept_alive() {
     let b = Backend::start("keep");
     let (_lb, addr) = lb(&[&b], &["--ready-path", ""]);
@@ -343,7 +396,7 @@ fn forwarding_headers_reach_the_backend() {
     let (_lb, addr) = lb(&[&b], &[]);
     let resp = get_with(
         addr,
-        "/",
+        "/?x=1",
         &[
             ("X-Forwarded-For", "203.0.113.9"),
             ("Connection", "close, x-drop"),

@@ -70,8 +70,10 @@ impl IdleConnections {
                 continue;
             }
             // Idle connections are ready at once; one that is not is being closed.
-            match tokio::time::timeout(Duration::from_millis(50), sender.ready()).await {
-                Ok(Ok(())) => {
+            let ready =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(sender.poll_ready(cx))).await;
+            match ready {
+                std::task::Poll::Ready(Ok(())) => {
                     return Ok(Connection {
                         sender,
                         reused: true,

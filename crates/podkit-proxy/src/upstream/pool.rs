@@ -254,25 +254,29 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
+/// The request for one try: origin-form target (`GET /path HTTP/1.1`), with `Host` set
+/// to the backend when the client sent none.
 fn build_request(
     head: &Head,
-    headers: http::HeaderMap,
+    mut headers: http::HeaderMap,
     backend: &Backend,
     body: Option<Body>,
 ) -> Request<Body> {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(http::uri::Scheme::HTTP);
-    parts.authority = Some(backend.authority.clone());
-    parts.path_and_query = Some(head.path_and_query.clone());
     let mut request = Request::new(body.unwrap_or_else(|| {
         Empty::<Bytes>::new()
             .map_err(|never| match never {})
             .boxed()
     }));
     *request.method_mut() = head.method.clone();
-    // Scheme, authority and path are all set, so the parts always form a URI.
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = Some(head.path_and_query.clone());
     if let Ok(uri) = Uri::from_parts(parts) {
         *request.uri_mut() = uri;
+    }
+    if !headers.contains_key(http::header::HOST) {
+        if let Ok(host) = http::HeaderValue::from_str(backend.authority.as_str()) {
+            headers.insert(http::header::HOST, host);
+        }
     }
     *request.headers_mut() = headers;
     request

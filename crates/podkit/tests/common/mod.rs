@@ -62,3 +62,32 @@ pub fn metric(admin: SocketAddr, name: &str, needles: &[&str]) -> Option<f64> {
         .filter(|l| l.starts_with(name) && needles.iter().all(|n| l.contains(n)))
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
+
+/// Asserts that `/metrics` of the component at `admin` passes `promtool check metrics`
+/// without a single lint finding.
+pub fn assert_promtool_clean(admin: SocketAddr) {
+    use std::io::Write;
+    let body = get(admin, "/metrics").body;
+    let promtool =
+        podkit_testkit::process::find_binary("promtool", "prometheus").expect("promtool");
+    let mut check = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&body)
+        .expect("write metrics");
+    let out = check.wait_with_output().expect("promtool output");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
