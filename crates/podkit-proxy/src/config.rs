@@ -80,6 +80,68 @@ pub struct RouteConfig {
     /// Mirror every request to a shadow backend whose answer is discarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tee: Option<TeeConfig>,
+    /// Cache responses (an RFC 9111 shared cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheConfig>,
+    /// Limit the request rate per client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// The caching stage of a route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Memory for stored responses: bodies, heads and per-entry overhead.
+    pub memory: ByteSize,
+    /// Larger responses pass through uncached.
+    pub max_object: ByteSize,
+    /// The cache key (a key template).
+    pub key: String,
+    /// Add `X-Cache: HIT|MISS|STALE|PASS` to responses.
+    pub x_cache: bool,
+    /// How long a request waits for another request's fetch of the same key.
+    pub coalesce_timeout: HumanDuration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            memory: ByteSize(256 << 20),
+            max_object: ByteSize(16 << 20),
+            key: "$host$request_uri".into(),
+            x_cache: true,
+            coalesce_timeout: HumanDuration(std::time::Duration::from_secs(10)),
+        }
+    }
+}
+
+/// The rate-limiting stage of a route.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// The limit of anonymous clients, e.g. `10/s,burst=20`.
+    pub anon: crate::ratelimit::Rate,
+    /// What identifies an anonymous client (a key template).
+    #[serde(default = "default_rate_key")]
+    pub key: String,
+    /// The limit of identified clients (those for which `user_key` is not empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<crate::ratelimit::Rate>,
+    /// What identifies a client as a user, e.g. `$http_authorization`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_key: Option<String>,
+    /// Clients tracked at most; beyond, new clients pass untracked.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+fn default_rate_key() -> String {
+    "$remote_addr".to_string()
+}
+
+fn default_max_keys() -> usize {
+    1_000_000
 }
 
 fn default_path() -> String {
@@ -488,6 +550,30 @@ impl ProxyConfig {
                         "must be 301, 302, 307 or 308",
                     ));
                 }
+            }
+        }
+        if let Some(cache) = &route.cache {
+            parse_template(&cache.key, &format!("{at}.cache.key"))?;
+            if cache.memory.bytes() < 1 << 20 {
+                return Err(invalid(
+                    format!("{at}.cache.memory"),
+                    "must be at least 1MiB",
+                ));
+            }
+        }
+        if let Some(limit) = &route.rate_limit {
+            parse_template(&limit.key, &format!("{at}.rate_limit.key"))?;
+            match (&limit.user, &limit.user_key) {
+                (Some(_), None) => {
+                    return Err(invalid(
+                        format!("{at}.rate_limit.user_key"),
+                        "a user limit needs a user_key",
+                    ))
+                }
+                (_, Some(key)) => {
+                    parse_template(key, &format!("{at}.rate_limit.user_key"))?;
+                }
+                _ => {}
             }
         }
         if let Some(tee) = &route.tee {

@@ -22,6 +22,9 @@ pub enum ProxyError {
     /// No route matches the request.
     #[error("no route for this host and path")]
     NoRoute,
+    /// `only-if-cached` asked for a response the cache does not hold.
+    #[error("not in the cache")]
+    NotCached,
 }
 
 impl ProxyError {
@@ -33,6 +36,7 @@ impl ProxyError {
             ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::NotCached => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 

@@ -7,7 +7,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
+use std::sync::{Arc, Mutex};
+
+use crate::cache::{CacheMetrics, HttpCache};
+use crate::ratelimit::Limiter;
 use crate::upstream::backend::BackendMetrics;
+
+/// Components reported on each scrape, by route.
+type ByRoute<T> = Arc<Mutex<Vec<(String, T)>>>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
@@ -45,6 +52,12 @@ struct ChoiceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    route: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TeeLabels {
     route: String,
     outcome: String,
@@ -74,6 +87,95 @@ pub struct ProxyMetrics {
     shard_requests: Family<ChoiceLabels, Counter>,
     split_requests: Family<ChoiceLabels, Counter>,
     tee: Family<TeeLabels, Counter>,
+    cache_requests: Family<OutcomeLabels, Counter>,
+    cache_coalesced: Family<RouteLabels, Counter>,
+    cache_revalidated: Family<RouteLabels, Counter>,
+    ratelimit: Family<OutcomeLabels, Counter>,
+    caches: CacheCollector,
+}
+
+/// Reads the state of every cache and limiter on each scrape.
+#[derive(Clone, Debug, Default)]
+pub struct CacheCollector {
+    caches: ByRoute<Arc<HttpCache>>,
+    limiters: ByRoute<Vec<Arc<Limiter>>>,
+}
+
+impl prometheus_client::collector::Collector for CacheCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let caches = self.caches.lock().map(|c| c.clone()).unwrap_or_default();
+        let limiters = self.limiters.lock().map(|l| l.clone()).unwrap_or_default();
+        type Reading = fn(&HttpCache) -> f64;
+        let gauges: [(&str, &str, Reading); 3] = [
+            (
+                "podkit_cache_stored_bytes",
+                "Bytes charged for stored responses (bodies, heads, overhead)",
+                |c| c.store().weight() as f64,
+            ),
+            ("podkit_cache_entries", "Keys stored", |c| {
+                c.store().len() as f64
+            }),
+            (
+                "podkit_cache_hit_ratio",
+                "Hits over hits and misses since start",
+                |c| c.hit_ratio(),
+            ),
+        ];
+        for (name, help, read) in gauges {
+            if caches.is_empty() {
+                break;
+            }
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (route, cache) in &caches {
+                let labels = RouteLabels {
+                    route: route.clone(),
+                };
+                ConstGauge::new(read(cache)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        if !caches.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "podkit_cache_evictions",
+                "Stored responses evicted to stay within --memory",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (route, cache) in &caches {
+                let labels = RouteLabels {
+                    route: route.clone(),
+                };
+                ConstCounter::new(cache.store().evictions())
+                    .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        if !limiters.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "podkit_ratelimit_keys",
+                "Clients tracked by the rate limiter",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (route, route_limiters) in &limiters {
+                let labels = RouteLabels {
+                    route: route.clone(),
+                };
+                let keys: usize = route_limiters.iter().map(|l| l.keys()).sum();
+                ConstGauge::new(keys as i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Handles of one route.
@@ -119,6 +221,11 @@ impl ProxyMetrics {
             shard_requests: Family::default(),
             split_requests: Family::default(),
             tee: Family::default(),
+            cache_requests: Family::default(),
+            cache_coalesced: Family::default(),
+            cache_revalidated: Family::default(),
+            ratelimit: Family::default(),
+            caches: CacheCollector::default(),
         };
         macro_rules! reg {
             ($name:expr, $help:expr, $family:expr) => {
@@ -200,6 +307,27 @@ impl ProxyMetrics {
             "Mirrored requests by outcome (sent, dropped, failed)",
             m.tee
         );
+        reg!(
+            "podkit_cache_requests",
+            "Requests through the cache by outcome (hit, miss, stale, pass)",
+            m.cache_requests
+        );
+        reg!(
+            "podkit_cache_coalesced",
+            "Misses that waited for another request's fetch of the same key",
+            m.cache_coalesced
+        );
+        reg!(
+            "podkit_cache_revalidations",
+            "Stale responses refreshed by a 304 from the origin",
+            m.cache_revalidated
+        );
+        reg!(
+            "podkit_ratelimit_requests",
+            "Requests by rate-limit verdict (allowed, limited)",
+            m.ratelimit
+        );
+        metrics.register_collector(m.caches.clone());
         m
     }
 
@@ -275,6 +403,54 @@ impl ProxyMetrics {
                 choice: side.to_string(),
             })
             .clone()
+    }
+
+    /// The counters of a route's cache, which is also reported on each scrape.
+    pub fn cache(
+        &self,
+        route: &str,
+        cache_of: impl FnOnce(CacheMetrics) -> Arc<HttpCache>,
+    ) -> Arc<HttpCache> {
+        let get = |outcome: &str| {
+            self.cache_requests
+                .get_or_create(&OutcomeLabels {
+                    route: route.to_string(),
+                    outcome: outcome.to_string(),
+                })
+                .clone()
+        };
+        let labels = RouteLabels {
+            route: route.to_string(),
+        };
+        let counters = CacheMetrics {
+            hits: get("hit"),
+            misses: get("miss"),
+            stale: get("stale"),
+            passes: get("pass"),
+            revalidated: self.cache_revalidated.get_or_create(&labels).clone(),
+            coalesced: self.cache_coalesced.get_or_create(&labels).clone(),
+        };
+        let cache = cache_of(counters);
+        if let Ok(mut caches) = self.caches.caches.lock() {
+            caches.push((route.to_string(), cache.clone()));
+        }
+        cache
+    }
+
+    /// The verdict counters of a route's rate limit; the limiter is reported on scrapes.
+    pub fn rate_limit(&self, route: &str, route_limiters: Vec<Arc<Limiter>>) -> (Counter, Counter) {
+        if let Ok(mut limiters) = self.caches.limiters.lock() {
+            limiters.push((route.to_string(), route_limiters));
+        }
+        let get = |outcome: &str| {
+            self.ratelimit
+                .get_or_create(&OutcomeLabels {
+                    route: route.to_string(),
+                    outcome: outcome.to_string(),
+                })
+                .clone()
+        };
+        (get("allowed"), get("limited"))
     }
 
     /// The counters of a route's tee.

@@ -10,10 +10,11 @@ use clap::Args;
 use podkit_core::{ByteSize, ConfigError, HumanDuration};
 
 use crate::config::{
-    backend_authority, BackendConfig, Eject, Limits, ListenerConfig, Policy, PoolConfig,
-    ProxyConfig, ReadyProbe, RedirectConfig, RouteConfig, ShardConfig, ShardEntry, SplitConfig,
-    SplitSide, Target, TeeConfig, Timeouts, TlsConfig,
+    backend_authority, BackendConfig, CacheConfig, Eject, Limits, ListenerConfig, Policy,
+    PoolConfig, ProxyConfig, RateLimitConfig, ReadyProbe, RedirectConfig, RouteConfig, ShardConfig,
+    ShardEntry, SplitConfig, SplitSide, Target, TeeConfig, Timeouts, TlsConfig,
 };
+use crate::ratelimit::Rate;
 use crate::template::Template;
 
 /// Limits on clients, shared by every preset.
@@ -260,6 +261,8 @@ impl TlsArgs {
                         status: 308,
                     }),
                     tee: None,
+                    cache: None,
+                    rate_limit: None,
                 }],
             });
         }
@@ -390,6 +393,8 @@ impl SplitArgs {
                         sides,
                     }),
                     tee,
+                    cache: None,
+                    rate_limit: None,
                 }],
             }],
             pools,
@@ -490,11 +495,174 @@ impl ShardArgs {
                         shards,
                     }),
                     tee: None,
+                    cache: None,
+                    rate_limit: None,
                 }],
             }],
             pools,
             limits: self.limits.limits(),
         })
+    }
+}
+
+/// `podkit cache`: a caching tier with rate limiting (chapter 5), as Varnish would be.
+#[derive(Args, Debug, Clone)]
+pub struct CacheArgs {
+    /// Address to serve on.
+    #[arg(
+        long,
+        env = "PODKIT_LISTEN",
+        default_value = "0.0.0.0:8080",
+        value_name = "ADDR"
+    )]
+    pub listen: SocketAddr,
+    /// The origin, `http://host:port`; repeat to balance over replicas.
+    #[arg(
+        long,
+        env = "PODKIT_UPSTREAM",
+        required = true,
+        value_delimiter = ' ',
+        value_name = "URL"
+    )]
+    pub upstream: Vec<String>,
+    /// Memory for cached responses (Varnish's `-s malloc,SIZE`).
+    #[arg(
+        long,
+        env = "PODKIT_MEMORY",
+        default_value = "256MiB",
+        value_name = "SIZE"
+    )]
+    pub memory: ByteSize,
+    /// Responses larger than this pass through uncached.
+    #[arg(
+        long,
+        env = "PODKIT_MAX_OBJECT",
+        default_value = "16MiB",
+        value_name = "SIZE"
+    )]
+    pub max_object: ByteSize,
+    /// The cache key (a key template).
+    #[arg(
+        long,
+        env = "PODKIT_KEY",
+        default_value = "$host$request_uri",
+        value_name = "TEMPLATE"
+    )]
+    pub key: String,
+    /// Add `X-Cache: HIT|MISS|STALE|PASS` to responses.
+    #[arg(long, env = "PODKIT_X_CACHE", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub x_cache: bool,
+    /// How long a request waits for another request's fetch of the same key.
+    #[arg(
+        long,
+        env = "PODKIT_COALESCE_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
+    pub coalesce_timeout: HumanDuration,
+    /// A rate limit: `anon=10/s,burst=20` for every client, `user=100/s` for identified ones.
+    #[arg(
+        long,
+        env = "PODKIT_RATE_LIMIT",
+        value_delimiter = ' ',
+        value_name = "SPEC"
+    )]
+    pub rate_limit: Vec<String>,
+    /// What identifies an anonymous client for the rate limit (a key template).
+    #[arg(
+        long,
+        env = "PODKIT_RATE_LIMIT_KEY",
+        default_value = "$remote_addr",
+        value_name = "TEMPLATE"
+    )]
+    pub rate_limit_key: String,
+    /// What identifies a user for the `user=` limit, e.g. `$http_authorization`.
+    #[arg(long, env = "PODKIT_USER_KEY", value_name = "TEMPLATE")]
+    pub user_key: Option<String>,
+    /// Print the equivalent `podkit proxy` YAML and exit.
+    #[arg(long, env = "PODKIT_PRINT_CONFIG")]
+    pub print_config: bool,
+    #[command(flatten)]
+    pub upstream_args: UpstreamArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+impl CacheArgs {
+    /// The proxy configuration these flags describe.
+    pub fn config(&self) -> Result<ProxyConfig, ConfigError> {
+        template(&self.key, "--key")?;
+        let backends = self
+            .upstream
+            .iter()
+            .map(|url| weighted_url(url, "--upstream"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pool = self
+            .upstream_args
+            .pool(backends, Policy::RoundRobin, None, "");
+        let mut config = single_pool(self.listen, None, pool, &self.limits);
+        let route = &mut config.listeners[0].routes[0];
+        route.cache = Some(CacheConfig {
+            memory: self.memory,
+            max_object: self.max_object,
+            key: self.key.clone(),
+            x_cache: self.x_cache,
+            coalesce_timeout: self.coalesce_timeout,
+        });
+        route.rate_limit = self.rate_limit_config()?;
+        Ok(config)
+    }
+
+    fn rate_limit_config(&self) -> Result<Option<RateLimitConfig>, ConfigError> {
+        let mut anon = None;
+        let mut user = None;
+        for spec in &self.rate_limit {
+            let (who, rate) = spec.split_once('=').ok_or_else(|| {
+                ConfigError::flag(
+                    "--rate-limit",
+                    format!("'{spec}': expected anon=RATE or user=RATE"),
+                )
+            })?;
+            let rate: Rate = rate
+                .parse()
+                .map_err(|e: String| ConfigError::flag("--rate-limit", e))?;
+            match who {
+                "anon" => anon = Some(rate),
+                "user" => user = Some(rate),
+                other => {
+                    return Err(ConfigError::flag(
+                        "--rate-limit",
+                        format!("'{other}': the limits are anon= and user="),
+                    ))
+                }
+            }
+        }
+        if user.is_some() && self.user_key.is_none() {
+            return Err(ConfigError::flag(
+                "--user-key",
+                "a user= limit needs --user-key (e.g. '$http_authorization')",
+            ));
+        }
+        if let Some(key) = &self.user_key {
+            template(key, "--user-key")?;
+        }
+        template(&self.rate_limit_key, "--rate-limit-key")?;
+        let Some(anon) = anon else {
+            if user.is_some() {
+                return Err(ConfigError::flag(
+                    "--rate-limit",
+                    "give anon= too: the limit of clients without a user key",
+                ));
+            }
+            return Ok(None);
+        };
+        Ok(Some(RateLimitConfig {
+            anon,
+            key: self.rate_limit_key.clone(),
+            user,
+            user_key: self.user_key.clone(),
+            max_keys: 1_000_000,
+        }))
     }
 }
 
@@ -540,6 +708,8 @@ fn single_pool(
                 path: "/".into(),
                 to: Target::Pool("backends".into()),
                 tee: None,
+                cache: None,
+                rate_limit: None,
             }],
         }],
         pools: BTreeMap::from([("backends".to_string(), pool)]),

@@ -1,8 +1,9 @@
-//! The request path: match a route, pick a pool (directly, by experiment side, or by
-//! shard), forward, and turn the backend's answer into the client's response.
+//! The request path: match a route, apply its stages (rate limit, cache), pick a pool
+//! (directly, by experiment side, or by shard), forward, and turn the backend's answer
+//! into the client's response.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,10 +17,12 @@ use podkit_core::http::{text, Body, ConnInfo};
 use podkit_hash::nginx::Ring;
 
 use crate::body::{Limited, Tracked};
+use crate::cache::{Fetch, HttpCache, Settings};
 use crate::config::{ListenerConfig, RouteConfig, Target};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::metrics::{class_index, ProxyMetrics, RouteMetrics};
+use crate::ratelimit::{Decision, Limiter};
 use crate::tee::Tee;
 use crate::template::{RequestView, Template};
 use crate::upstream::pool::{Head, Pool};
@@ -44,12 +47,34 @@ enum Action {
     },
 }
 
+/// A route's cache and the template of its key.
+#[derive(Debug)]
+struct CacheStage {
+    cache: Arc<HttpCache>,
+    key: Template,
+    /// Whether the key is the default `$host$request_uri` (then the key of another path
+    /// on the same host can be derived, for invalidation).
+    default_key: bool,
+}
+
+/// A route's rate limits.
+#[derive(Debug)]
+pub struct RateStage {
+    pub anon: Arc<Limiter>,
+    anon_key: Template,
+    pub user: Option<(Arc<Limiter>, Template)>,
+    allowed: Counter,
+    limited: Counter,
+}
+
 #[derive(Debug)]
 struct Route {
     host: Option<String>,
     path: String,
     action: Action,
     tee: Option<Tee>,
+    cache: Option<CacheStage>,
+    rate: Option<RateStage>,
     metrics: RouteMetrics,
 }
 
@@ -86,6 +111,25 @@ impl Router {
         }
     }
 
+    /// The caches of this listener's routes.
+    pub fn caches(&self) -> Vec<Arc<HttpCache>> {
+        self.routes
+            .iter()
+            .filter_map(|r| r.cache.as_ref().map(|c| c.cache.clone()))
+            .collect()
+    }
+
+    /// The rate limiters of this listener's routes.
+    pub fn limiters(&self) -> Vec<Arc<Limiter>> {
+        self.routes
+            .iter()
+            .filter_map(|r| r.rate.as_ref())
+            .flat_map(|r| {
+                std::iter::once(r.anon.clone()).chain(r.user.as_ref().map(|(l, _)| l.clone()))
+            })
+            .collect()
+    }
+
     fn find(&self, host: &str, path: &str) -> Option<&Route> {
         self.routes.iter().find(|r| {
             r.host
@@ -116,15 +160,43 @@ impl Router {
     async fn proxy(
         &self,
         route: &Route,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        host: &str,
+    ) -> Response<Body> {
+        let (parts, incoming) = req.into_parts();
+        let verdict = route.rate.as_ref().map(|rate| {
+            rate.check(&RequestView {
+                parts: &parts,
+                remote_ip: conn.peer.ip(),
+                tls: conn.tls,
+            })
+        });
+        if let Some(verdict) = verdict.filter(|v| !v.allowed) {
+            let mut response = text(StatusCode::TOO_MANY_REQUESTS, "podkit: too many requests\n");
+            verdict.write_headers(response.headers_mut());
+            return response;
+        }
+        let mut response = self.forward(route, parts, incoming, conn, host).await;
+        if let Some(verdict) = verdict {
+            verdict.write_headers(response.headers_mut());
+        }
+        response
+    }
+
+    async fn forward(
+        &self,
+        route: &Route,
+        mut parts: http::request::Parts,
+        incoming: Incoming,
         conn: ConnInfo,
         host: &str,
     ) -> Response<Body> {
         if let Action::RedirectHttps { port, status } = &route.action {
-            return redirect(&req, host, *port, *status);
+            return redirect(&parts, host, *port, *status);
         }
-        let content_length = req
-            .headers()
+        let content_length = parts
+            .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
@@ -134,9 +206,12 @@ impl Router {
             }
             .into_response();
         }
-        let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, incoming) = req.into_parts();
+        let upgrade = parts.version == Version::HTTP_11 && headers::is_upgrade(&parts.headers);
+        let client_upgrade = if upgrade {
+            parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        } else {
+            None
+        };
         let view = RequestView {
             parts: &parts,
             remote_ip: conn.peer.ip(),
@@ -148,51 +223,123 @@ impl Router {
             }
             .into_response();
         };
+        let cache_key = route.cache.as_ref().map(|stage| stage.key.render(&view));
         let head = upstream_head(&mut parts, conn, upgrade);
         let exceeded = Arc::new(AtomicBool::new(false));
         let body = if incoming.is_end_stream() {
             None
         } else {
-            Some(
-                Limited::new(
-                    incoming,
-                    self.max_body_bytes,
-                    exceeded.clone(),
-                    route.metrics.bytes_in.clone(),
-                )
-                .boxed(),
-            )
+            let limited = Limited::new(
+                incoming,
+                self.max_body_bytes,
+                exceeded.clone(),
+                route.metrics.bytes_in.clone(),
+            );
+            Some(limited.boxed())
         };
         let body = match &route.tee {
             Some(tee) => tee.mirror(&head, body, content_length),
             None => body,
         };
-        match pool.forward(head, body, key.as_deref()).await {
-            Ok(upstream) => {
-                let mut response = upstream.response;
-                let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-                if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
-                    splice_upgrades(client_upgrade, hyper::upgrade::on(&mut response));
-                }
-                let (mut parts, body) = response.into_parts();
-                headers::to_client(&mut parts.headers, switching);
-                // An upgraded connection is spliced, never reused.
-                let reuse = if switching { None } else { upstream.reuse };
-                let bytes_out = route.metrics.bytes_out.clone();
-                let body = Tracked::new(body, bytes_out, upstream.in_flight, reuse).boxed();
-                Response::from_parts(parts, body)
+        let fetch = UpstreamFetch {
+            pool,
+            key,
+            bytes_out: route.metrics.bytes_out.clone(),
+        };
+        let response = match (&route.cache, cache_key) {
+            (Some(stage), Some(cache_key)) if !upgrade => {
+                let default_key = stage.default_key;
+                let host = host.to_string();
+                let key_of_path = move |target: &str| key_for_target(default_key, &host, target);
+                stage
+                    .cache
+                    .serve(cache_key, key_of_path, head, body, fetch)
+                    .await
             }
-            Err(_) if exceeded.load(std::sync::atomic::Ordering::SeqCst) => {
-                ProxyError::BodyTooLarge {
-                    limit: self.max_body_bytes,
-                }
-                .into_response()
+            _ => fetch
+                .send(head, body, client_upgrade)
+                .await
+                .unwrap_or_else(ProxyError::into_response),
+        };
+        if exceeded.load(Ordering::SeqCst) {
+            return ProxyError::BodyTooLarge {
+                limit: self.max_body_bytes,
             }
-            Err(err) => {
-                tracing::debug!(error = %err, "request failed");
-                err.into_response()
-            }
+            .into_response();
         }
+        response
+    }
+}
+
+// === impl RateStage ===
+
+impl RateStage {
+    /// The verdict for this request: the user limit when the user key is present.
+    fn check(&self, view: &RequestView<'_>) -> Decision {
+        let decision = match &self.user {
+            Some((limiter, key)) => match key.render(view) {
+                user if !user.is_empty() => limiter.check(&user),
+                _ => self.anon.check(&self.anon_key.render(view)),
+            },
+            None => self.anon.check(&self.anon_key.render(view)),
+        };
+        if decision.allowed {
+            self.allowed.inc();
+        } else {
+            self.limited.inc();
+        }
+        decision
+    }
+}
+
+/// The cache key of another target on the same host, when the key is the default one.
+fn key_for_target(default_key: bool, host: &str, target: &str) -> Option<String> {
+    if !default_key {
+        return None;
+    }
+    let uri: http::Uri = target.parse().ok()?;
+    if let Some(other_host) = uri.host() {
+        if !other_host.eq_ignore_ascii_case(host) {
+            return None;
+        }
+    }
+    let path = uri.path_and_query().map(|pq| pq.as_str())?;
+    Some(format!("{host}{path}"))
+}
+
+/// Forwards to a pool and turns the backend's answer into the client's response.
+#[derive(Debug, Clone)]
+struct UpstreamFetch {
+    pool: Arc<Pool>,
+    key: Option<String>,
+    bytes_out: Counter,
+}
+
+impl UpstreamFetch {
+    async fn send(
+        &self,
+        head: Head,
+        body: Option<Body>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let upstream = self.pool.forward(head, body, self.key.as_deref()).await?;
+        let mut response = upstream.response;
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+            splice_upgrades(client_upgrade, hyper::upgrade::on(&mut response));
+        }
+        let (mut parts, body) = response.into_parts();
+        headers::to_client(&mut parts.headers, switching);
+        // An upgraded connection is spliced, never reused.
+        let reuse = if switching { None } else { upstream.reuse };
+        let body = Tracked::new(body, self.bytes_out.clone(), upstream.in_flight, reuse).boxed();
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+impl Fetch for UpstreamFetch {
+    async fn fetch(&self, head: Head, body: Option<Body>) -> Result<Response<Body>, ProxyError> {
+        self.send(head, body, None).await
     }
 }
 
@@ -258,8 +405,13 @@ fn upstream_head(parts: &mut http::request::Parts, conn: ConnInfo, upgrade: bool
     }
 }
 
-fn redirect(req: &Request<Incoming>, host: &str, port: u16, status: StatusCode) -> Response<Body> {
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+fn redirect(
+    parts: &http::request::Parts,
+    host: &str,
+    port: u16,
+    status: StatusCode,
+) -> Response<Body> {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let authority = if port == 443 {
         host.to_string()
     } else {
@@ -337,6 +489,47 @@ fn build_route(
             status: StatusCode::from_u16(redirect.status).ok()?,
         },
     };
+    let cache = match &config.cache {
+        Some(cache) => Some(CacheStage {
+            key: cache.key.parse().ok()?,
+            default_key: cache.key == "$host$request_uri",
+            cache: metrics.cache(&name, |counters| {
+                Arc::new(HttpCache::new(
+                    Settings {
+                        memory: cache.memory.bytes(),
+                        max_object: cache.max_object.bytes(),
+                        x_cache: cache.x_cache,
+                        coalesce_timeout: cache.coalesce_timeout.get(),
+                    },
+                    counters,
+                ))
+            }),
+        }),
+        None => None,
+    };
+    let rate = match &config.rate_limit {
+        Some(limit) => {
+            let anon = Arc::new(Limiter::new(limit.anon, limit.max_keys));
+            let user = match (&limit.user, &limit.user_key) {
+                (Some(rate), Some(key)) => Some((
+                    Arc::new(Limiter::new(*rate, limit.max_keys)),
+                    key.parse().ok()?,
+                )),
+                _ => None,
+            };
+            let mut all = vec![anon.clone()];
+            all.extend(user.as_ref().map(|(l, _)| l.clone()));
+            let (allowed, limited) = metrics.rate_limit(&name, all);
+            Some(RateStage {
+                anon,
+                anon_key: limit.key.parse().ok()?,
+                user,
+                allowed,
+                limited,
+            })
+        }
+        None => None,
+    };
     Some(Route {
         host: config.host.clone(),
         path: config.path.clone(),
@@ -345,6 +538,8 @@ fn build_route(
             .as_ref()
             .and_then(|t| Tee::new(t, metrics.tee(&name))),
         action,
+        cache,
+        rate,
         metrics: metrics.route(&name),
     })
 }

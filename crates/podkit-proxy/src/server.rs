@@ -82,6 +82,29 @@ pub async fn run(config: ProxyConfig, source: Source, ctx: Context) -> Result<()
         listeners.push((socket, tls, router, listener.clone()));
     }
 
+    let caches: Vec<_> = listeners
+        .iter()
+        .flat_map(|(_, _, router, _)| router.caches())
+        .collect();
+    if !caches.is_empty() {
+        crate::admin::add_cache_routes(&ctx.admin_routes, caches);
+    }
+    for limiter in listeners
+        .iter()
+        .flat_map(|(_, _, router, _)| router.limiters())
+    {
+        let shutdown = ctx.shutdown.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(crate::ratelimit::SWEEP_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => { limiter.sweep(); }
+                    _ = shutdown.triggered() => return,
+                }
+            }
+        });
+    }
+
     for (name, pool) in &pools {
         let latch = ctx
             .readiness

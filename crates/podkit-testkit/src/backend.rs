@@ -194,6 +194,138 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<u64> {
     })
 }
 
+/// A query parameter's text, percent-decoded.
+fn query_text(req: &Request<Incoming>, key: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then(|| decode(v))
+    })
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `/origin/...`: an origin whose caching headers the query sets, for cache tests.
+///
+/// `cc` (Cache-Control), `etag` (answers 304 to a matching If-None-Match), `lm` (Last-Modified
+/// as Unix seconds; answers 304 to If-Modified-Since), `expires` (seconds from now,
+/// may be negative), `vary` (a header name; the body echoes its value), `status`, `size`
+/// (body bytes), `age`, `loc` (Location). The body otherwise names the backend and counts
+/// the requests for this path: `origin-name 3`.
+fn origin(state: &State, req: &Request<Incoming>, count: u64) -> Response<Body> {
+    let now = std::time::SystemTime::now();
+    let etag = query_text(req, "etag").map(|t| format!("\"{t}\""));
+    let modified = query(req, "lm").map(|epoch| std::time::UNIX_EPOCH + Duration::from_secs(epoch));
+    let not_modified = match (&etag, req.headers().get(http::header::IF_NONE_MATCH)) {
+        (Some(tag), Some(inm)) => inm.to_str().unwrap_or("").contains(tag.as_str()),
+        _ => match (modified, req.headers().get(http::header::IF_MODIFIED_SINCE)) {
+            (Some(lm), Some(ims)) => ims
+                .to_str()
+                .ok()
+                .and_then(|v| httpdate::parse_http_date(v).ok())
+                .is_some_and(|since| {
+                    lm.duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0)
+                        <= since
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0)
+                }),
+            _ => false,
+        },
+    };
+    let vary = query_text(req, "vary");
+    let body = match (query(req, "size"), &vary) {
+        (Some(size), _) => Bytes::from(vec![b'o'; size as usize]),
+        (None, Some(name)) => {
+            let value = req
+                .headers()
+                .get(name.as_str())
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            Bytes::from(format!("{} {count} {value}", state.name))
+        }
+        (None, None) => Bytes::from(format!("{} {count}", state.name)),
+    };
+    let status = if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else {
+        query(req, "status")
+            .and_then(|c| StatusCode::from_u16(c as u16).ok())
+            .unwrap_or(StatusCode::OK)
+    };
+    let mut resp = whole(
+        status,
+        &state.name,
+        if not_modified { Bytes::new() } else { body },
+    );
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::DATE,
+        httpdate::fmt_http_date(now).parse().expect("date"),
+    );
+    let mut set = |name: http::header::HeaderName, value: String| {
+        if let Ok(v) = value.parse() {
+            h.insert(name, v);
+        }
+    };
+    if let Some(cc) = query_text(req, "cc") {
+        set(http::header::CACHE_CONTROL, cc);
+    }
+    if let Some(tag) = etag {
+        set(http::header::ETAG, tag);
+    }
+    if let Some(lm) = modified {
+        set(http::header::LAST_MODIFIED, httpdate::fmt_http_date(lm));
+    }
+    if let Some(offset) = query_text(req, "expires").and_then(|e| e.parse::<i64>().ok()) {
+        let at = if offset >= 0 {
+            now + Duration::from_secs(offset as u64)
+        } else {
+            now - Duration::from_secs(offset.unsigned_abs())
+        };
+        set(http::header::EXPIRES, httpdate::fmt_http_date(at));
+    }
+    if let Some(name) = vary {
+        set(http::header::VARY, name);
+    }
+    if let Some(age) = query(req, "age") {
+        set(http::header::AGE, age.to_string());
+    }
+    if let Some(loc) = query_text(req, "loc") {
+        set(http::header::LOCATION, loc);
+    }
+    set(
+        http::header::HeaderName::from_static("x-origin-count"),
+        count.to_string(),
+    );
+    resp
+}
+
 fn whole(status: StatusCode, name: &str, body: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(Full::new(body.into()).boxed());
     *resp.status_mut() = status;
@@ -243,6 +375,16 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body>
     }
     if let Some(ms) = query(&req, "sleep_ms") {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if path.starts_with("/origin") {
+        let count = state
+            .paths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&path)
+            .copied()
+            .unwrap_or(0);
+        return origin(&state, &req, count);
     }
     if let Some(code) = path.strip_prefix("/status/").and_then(|c| c.parse().ok()) {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);

@@ -11,7 +11,7 @@ Patterns of Designing Distributed Systems, by chapter:
   ch3  ambassador experiments (split); sharding, broker     podkit ambassador split
   ch4  adapter    metrics, logs, health                    (coming)
   ch5  lb         replicated load-balanced services        podkit lb
-  ch5  cache      caching layer, rate limiting             (coming)
+  ch5  cache      caching layer, rate limiting             podkit cache
   ch6  shard      sharded services                         podkit shard
   all  proxy      the HTTP engine, configured by YAML      podkit proxy -c FILE
   ch7  scatter    scatter/gather                           (coming)
@@ -37,6 +37,8 @@ pub enum Cli {
     Ambassador(AmbassadorCommand),
     /// Replicated load-balanced service (ch5): spread requests over ready replicas.
     Lb(Lb),
+    /// Caching layer (ch5): an RFC 9111 shared cache with rate limiting, in front of a service.
+    Cache(Cache),
     /// Sharded service (ch6): send each key to its shard on a consistent hash ring.
     Shard(Shard),
     /// The HTTP proxy engine in its general form, configured by a YAML file.
@@ -64,6 +66,15 @@ pub enum AmbassadorCommand {
 pub struct Lb {
     #[command(flatten)]
     pub preset: podkit_proxy::presets::LbArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+}
+
+/// `podkit cache`
+#[derive(Args, Debug)]
+pub struct Cache {
+    #[command(flatten)]
+    pub preset: podkit_proxy::presets::CacheArgs,
     #[command(flatten)]
     pub contract: ContractArgs,
 }

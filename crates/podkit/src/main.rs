@@ -47,6 +47,13 @@ fn main() -> ExitCode {
             vec!["--listen"],
             &c.contract,
         ),
+        Cli::Cache(c) => proxy(
+            "cache",
+            c.preset.config(),
+            c.preset.print_config,
+            vec!["--listen"],
+            &c.contract,
+        ),
         Cli::Shard(c) => proxy(
             "shard",
             c.preset.config(),

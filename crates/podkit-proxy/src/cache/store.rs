@@ -1,0 +1,329 @@
+//! Where cached responses live: a memory-bounded store (quick_cache's S3-FIFO, which keeps
+//! its hit rate under scans) of responses by primary key, each key holding its Vary
+//! variants. Every entry's weight counts its body, its head and a fixed overhead, so the
+//! sum stays under `--memory`. Bans by prefix are applied to the whole store at once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName};
+use quick_cache::sync::Cache;
+use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
+
+use super::policy::{vary_values, Stored};
+
+/// Bytes counted for an entry beyond its body and head: key, bookkeeping, allocator slack.
+pub const ENTRY_OVERHEAD: u64 = 512;
+
+/// Stored bodies are kept in blocks of this size: one allocation size for every stored
+/// byte, so that memory freed by evictions is reused by the next fills instead of being
+/// scattered over the allocator's size classes.
+pub const BLOCK: usize = 16 << 10;
+
+/// A stored body in fixed-size blocks.
+#[derive(Debug, Clone, Default)]
+pub struct StoredBody {
+    blocks: Vec<Bytes>,
+    len: u64,
+}
+
+impl StoredBody {
+    /// Appends `data`, filling the last block before starting a new one.
+    pub fn extend(&mut self, mut data: &[u8], open: &mut bytes::BytesMut) {
+        self.len += data.len() as u64;
+        while !data.is_empty() {
+            if open.capacity() == open.len() {
+                if !open.is_empty() {
+                    self.blocks.push(std::mem::take(open).freeze());
+                }
+                *open = bytes::BytesMut::with_capacity(BLOCK);
+            }
+            let room = open.capacity() - open.len();
+            let take = room.min(data.len());
+            open.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+    }
+
+    /// Closes the last block.
+    pub fn finish(mut self, open: bytes::BytesMut) -> StoredBody {
+        if !open.is_empty() {
+            self.blocks.push(open.freeze());
+        }
+        self
+    }
+
+    /// The body's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of memory held (whole blocks).
+    pub fn allocated(&self) -> u64 {
+        self.blocks.iter().map(|b| b.len().max(BLOCK) as u64).sum()
+    }
+
+    /// The blocks, in order.
+    pub fn blocks(&self) -> &[Bytes] {
+        &self.blocks
+    }
+
+    /// A body of one block (for tests and small bodies).
+    pub fn from_bytes(bytes: Bytes) -> StoredBody {
+        StoredBody {
+            len: bytes.len() as u64,
+            blocks: vec![bytes],
+        }
+    }
+}
+
+/// One stored response.
+#[derive(Debug)]
+pub struct Entry {
+    pub stored: Stored,
+    pub body: StoredBody,
+    /// The Vary fields of the response and the request's values of them.
+    pub vary: Vec<HeaderName>,
+    pub vary_values: Vec<Option<String>>,
+}
+
+impl Entry {
+    /// Bytes this entry is charged.
+    pub fn weight(&self) -> u64 {
+        let head: usize = self
+            .stored
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
+        self.body.allocated() + head as u64 + ENTRY_OVERHEAD
+    }
+
+    /// Whether this variant answers a request with `headers`.
+    pub fn matches(&self, headers: &HeaderMap) -> bool {
+        vary_values(&self.vary, headers) == self.vary_values
+    }
+}
+
+/// A copy of `headers` that owns its bytes. Header values parsed by hyper are slices of
+/// its read buffer; storing them as they are would keep that whole buffer (head and the
+/// first body bytes) alive for as long as the entry lives.
+pub fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let name =
+            HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or_else(|_| name.clone());
+        let copy =
+            http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        owned.append(name, copy);
+    }
+    owned
+}
+
+/// The variants stored under one key.
+pub type Variants = Arc<Vec<Arc<Entry>>>;
+
+#[derive(Clone, Debug)]
+struct VariantsWeighter;
+
+impl Weighter<String, Variants> for VariantsWeighter {
+    fn weight(&self, key: &String, variants: &Variants) -> u64 {
+        key.len() as u64 + variants.iter().map(|e| e.weight()).sum::<u64>()
+    }
+}
+
+/// Counts evictions.
+#[derive(Clone, Debug, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl Lifecycle<String, Variants> for CountEvictions {
+    type RequestState = ();
+
+    fn on_evict(&self, _state: &mut (), _key: String, variants: Variants) {
+        self.0.fetch_add(variants.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// The memory-bounded store.
+pub struct Store {
+    cache:
+        Cache<String, Variants, VariantsWeighter, quick_cache::DefaultHashBuilder, CountEvictions>,
+    evictions: Arc<AtomicU64>,
+    capacity: u64,
+    shard_capacity: u64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("entries", &self.cache.len())
+            .field("weight", &self.cache.weight())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl Store {
+    /// A store holding at most `capacity` bytes.
+    pub fn new(capacity: u64) -> Store {
+        // Fewer shards for small stores, so that one shard can hold a large object.
+        let shards = if capacity < (256 << 20) { 2 } else { 16 };
+        let estimated_items = (capacity / (16 << 10)).clamp(64, 1 << 20) as usize;
+        let options = OptionsBuilder::new()
+            .shards(shards)
+            .estimated_items_capacity(estimated_items)
+            .weight_capacity(capacity)
+            .build()
+            .or_else(|_| {
+                OptionsBuilder::new()
+                    .estimated_items_capacity(64)
+                    .weight_capacity(capacity)
+                    .build()
+            })
+            .expect("options with only capacities set are valid");
+        let counter = CountEvictions::default();
+        let evictions = counter.0.clone();
+        let cache = Cache::with_options(options, VariantsWeighter, Default::default(), counter);
+        let shard_capacity = cache.shard_capacity();
+        Store {
+            cache,
+            evictions,
+            capacity,
+            shard_capacity,
+        }
+    }
+
+    /// The largest entry the store can hold at all.
+    pub fn max_entry(&self) -> u64 {
+        self.shard_capacity / 2
+    }
+
+    /// The variant of `key` that matches the request's `headers`.
+    pub fn lookup(&self, key: &str, headers: &HeaderMap) -> Option<Arc<Entry>> {
+        let variants = self.cache.get(key)?;
+        variants.iter().find(|e| e.matches(headers)).cloned()
+    }
+
+    /// Stores `entry` under `key`, replacing the variant with the same Vary values.
+    pub fn insert(&self, key: &str, entry: Entry) {
+        let entry = Arc::new(entry);
+        let mut variants: Vec<Arc<Entry>> = self
+            .cache
+            .peek(key)
+            .map(|v| {
+                v.iter()
+                    .filter(|e| !(e.vary == entry.vary && e.vary_values == entry.vary_values))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        variants.push(entry);
+        self.cache.insert(key.to_string(), Arc::new(variants));
+    }
+
+    /// Removes every variant of `key`; returns whether there was any.
+    pub fn purge(&self, key: &str) -> bool {
+        self.cache.remove(key).is_some()
+    }
+
+    /// Removes every key starting with `prefix`; returns how many.
+    pub fn ban(&self, prefix: &str) -> usize {
+        let before = self.cache.len();
+        self.cache.retain(|key, _| !key.starts_with(prefix));
+        before - self.cache.len()
+    }
+
+    /// Keys stored.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.cache.is_empty()
+    }
+
+    /// Bytes charged for what is stored.
+    pub fn weight(&self) -> u64 {
+        self.cache.weight()
+    }
+
+    /// Entries evicted so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn entry(size: usize, vary: &[(&str, &str)]) -> Entry {
+        let mut request = HeaderMap::new();
+        for (k, v) in vary {
+            request.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let fields: Vec<HeaderName> = vary
+            .iter()
+            .map(|(k, _)| HeaderName::from_bytes(k.as_bytes()).unwrap())
+            .collect();
+        Entry {
+            stored: Stored {
+                status: http::StatusCode::OK,
+                headers: HeaderMap::new(),
+                request_time: SystemTime::now(),
+                response_time: SystemTime::now(),
+            },
+            body: StoredBody::from_bytes(Bytes::from(vec![b'x'; size])),
+            vary_values: vary_values(&fields, &request),
+            vary: fields,
+        }
+    }
+
+    #[test]
+    fn variants_live_side_by_side() {
+        let store = Store::new(1 << 20);
+        store.insert("k", entry(10, &[("accept-language", "en")]));
+        store.insert("k", entry(20, &[("accept-language", "fr")]));
+        store.insert("k", entry(30, &[("accept-language", "en")]));
+        let mut fr = HeaderMap::new();
+        fr.insert("accept-language", "fr".parse().unwrap());
+        let mut en = HeaderMap::new();
+        en.insert("accept-language", "en".parse().unwrap());
+        assert_eq!(store.lookup("k", &fr).unwrap().body.len(), 20);
+        assert_eq!(store.lookup("k", &en).unwrap().body.len(), 30);
+        assert!(store.lookup("k", &HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn weight_stays_under_capacity() {
+        let store = Store::new(1 << 20);
+        for i in 0..200 {
+            store.insert(&format!("key-{i}"), entry(16 << 10, &[]));
+        }
+        assert!(store.weight() <= 1 << 20, "{}", store.weight());
+        assert!(store.evictions() > 0);
+    }
+
+    #[test]
+    fn purge_and_ban() {
+        let store = Store::new(1 << 20);
+        for path in ["a.com/x/1", "a.com/x/2", "a.com/y/1", "b.com/x/1"] {
+            store.insert(path, entry(1, &[]));
+        }
+        assert!(store.purge("a.com/y/1"));
+        assert!(!store.purge("a.com/y/1"));
+        assert_eq!(store.ban("a.com/x/"), 2);
+        assert_eq!(store.len(), 1);
+    }
+}

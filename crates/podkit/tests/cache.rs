@@ -1,0 +1,418 @@
+//! `podkit cache` (chapter 5's caching layer): RFC 9111 behaviour against a real origin
+//! whose responses set each header case, request coalescing, the memory bound, purge.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use podkit_testkit::backend::{Backend, Mode};
+use podkit_testkit::probe::{http_request, HttpResponse};
+
+fn cache(origin: &Backend, extra: &[&str]) -> (podkit_testkit::podkit::Podkit, SocketAddr) {
+    let url = origin.url();
+    let mut args = vec!["cache", "--upstream", &url];
+    args.extend_from_slice(extra);
+    start(&args)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn x_cache(resp: &HttpResponse) -> &str {
+    resp.header("x-cache").unwrap_or("")
+}
+
+fn req(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    http_request(addr, method, path, headers, b"").unwrap()
+}
+
+#[test]
+fn freshness_from_max_age() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/fresh?cc=max-age%3D60";
+    let first = get(addr, path);
+    assert_eq!((first.status, x_cache(&first)), (200, "MISS"));
+    let second = get(addr, path);
+    assert_eq!(x_cache(&second), "HIT");
+    assert_eq!(second.text(), first.text());
+    assert!(second.header("age").is_some());
+    assert_eq!(origin.requests_for("/origin/fresh"), 1);
+}
+
+#[test]
+fn freshness_from_s_maxage_and_expires() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    get(addr, "/origin/s?cc=max-age%3D0%2C%20s-maxage%3D60");
+    assert_eq!(
+        x_cache(&get(addr, "/origin/s?cc=max-age%3D0%2C%20s-maxage%3D60")),
+        "HIT"
+    );
+    get(addr, "/origin/e?expires=60");
+    assert_eq!(x_cache(&get(addr, "/origin/e?expires=60")), "HIT");
+    get(addr, "/origin/old?expires=-10");
+    assert_eq!(x_cache(&get(addr, "/origin/old?expires=-10")), "MISS");
+    assert_eq!(origin.requests_for("/origin/old"), 2);
+}
+
+#[test]
+fn heuristic_freshness_only_from_last_modified() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    // Modified 1000 s ago: 10% gives 100 s of freshness.
+    let path = format!("/origin/h?lm={}", unix_now() - 1000);
+    get(addr, &path);
+    assert_eq!(x_cache(&get(addr, &path)), "HIT");
+    // No explicit freshness, no validator: never reused.
+    get(addr, "/origin/plain");
+    assert_eq!(x_cache(&get(addr, "/origin/plain")), "MISS");
+}
+
+#[test]
+fn no_store_and_private_are_not_stored() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    for path in [
+        "/origin/ns?cc=no-store%2C%20max-age%3D60",
+        "/origin/pv?cc=private%2C%20max-age%3D60",
+    ] {
+        assert_eq!(x_cache(&get(addr, path)), "MISS");
+        assert_eq!(x_cache(&get(addr, path)), "MISS");
+    }
+    assert_eq!(origin.requests_for("/origin/ns"), 2);
+    assert_eq!(origin.requests_for("/origin/pv"), 2);
+    // A request's no-store is obeyed too.
+    get(addr, "/origin/rq?cc=max-age%3D60");
+    assert_eq!(
+        x_cache(&req(
+            addr,
+            "GET",
+            "/origin/rq?cc=max-age%3D60",
+            &[("Cache-Control", "no-store")]
+        )),
+        "PASS"
+    );
+}
+
+#[test]
+fn vary_keeps_a_variant_per_header_value() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/v?cc=max-age%3D60&vary=Accept-Language";
+    let en = req(addr, "GET", path, &[("Accept-Language", "en")]);
+    let fr = req(addr, "GET", path, &[("Accept-Language", "fr")]);
+    assert_eq!((x_cache(&en), x_cache(&fr)), ("MISS", "MISS"));
+    let en2 = req(addr, "GET", path, &[("Accept-Language", "en")]);
+    let fr2 = req(addr, "GET", path, &[("Accept-Language", "fr")]);
+    assert_eq!((x_cache(&en2), x_cache(&fr2)), ("HIT", "HIT"));
+    assert!(
+        en2.text().ends_with(" en") && fr2.text().ends_with(" fr"),
+        "{} / {}",
+        en2.text(),
+        fr2.text()
+    );
+    assert_eq!(origin.requests_for("/origin/v"), 2);
+}
+
+#[test]
+fn revalidation_with_etag_updates_stored_headers_from_the_304() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/etag?cc=max-age%3D1&etag=v1";
+    let first = get(addr, path);
+    assert_eq!(first.header("x-origin-count"), Some("1"));
+    std::thread::sleep(Duration::from_millis(1200));
+    let second = get(addr, path);
+    assert_eq!(x_cache(&second), "HIT", "revalidated by a 304");
+    assert_eq!(second.text(), first.text(), "the stored body is served");
+    assert_eq!(
+        second.header("x-origin-count"),
+        Some("2"),
+        "headers refreshed from the 304"
+    );
+    assert_eq!(origin.requests_for("/origin/etag"), 2);
+}
+
+#[test]
+fn revalidation_with_last_modified() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = &format!("/origin/lm?cc=max-age%3D1&lm={}", unix_now() - 3600);
+    let first = get(addr, path);
+    std::thread::sleep(Duration::from_millis(1200));
+    let second = get(addr, path);
+    assert_eq!((x_cache(&second), second.text()), ("HIT", first.text()));
+    assert_eq!(origin.requests_for("/origin/lm"), 2);
+}
+
+#[test]
+fn no_cache_responses_are_revalidated_every_time() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/nc?cc=no-cache&etag=v1";
+    let first = get(addr, path);
+    for _ in 0..3 {
+        let again = get(addr, path);
+        assert_eq!(again.text(), first.text());
+    }
+    assert_eq!(origin.requests_for("/origin/nc"), 4);
+}
+
+#[test]
+fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/swr?cc=max-age%3D1%2C%20stale-while-revalidate%3D30";
+    let first = get(addr, path);
+    std::thread::sleep(Duration::from_millis(1200));
+    let stale = get(addr, path);
+    assert_eq!((x_cache(&stale), stale.text()), ("STALE", first.text()));
+    assert!(eventually(Duration::from_secs(5), || origin
+        .requests_for("/origin/swr")
+        == 2));
+    let refreshed = get(addr, path);
+    assert_eq!(x_cache(&refreshed), "HIT");
+    assert_ne!(
+        refreshed.text(),
+        first.text(),
+        "the background fetch replaced it"
+    );
+}
+
+#[test]
+fn stale_if_error_serves_stale_when_the_origin_fails() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let with = "/origin/sie?cc=max-age%3D1%2C%20stale-if-error%3D60";
+    let without = "/origin/nosie?cc=max-age%3D1";
+    let first = get(addr, with);
+    get(addr, without);
+    std::thread::sleep(Duration::from_millis(1200));
+    origin.set_mode(Mode::Fail);
+    let stale = get(addr, with);
+    assert_eq!(
+        (stale.status, x_cache(&stale), stale.text()),
+        (200, "STALE", first.text())
+    );
+    assert_eq!(get(addr, without).status, 500);
+}
+
+#[test]
+fn head_is_served_from_a_stored_get() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/head?cc=max-age%3D60&size=1000";
+    assert_eq!(get(addr, path).body.len(), 1000);
+    let head = req(addr, "HEAD", path, &[]);
+    assert_eq!((head.status, x_cache(&head)), (200, "HIT"));
+    assert_eq!(head.header("content-length"), Some("1000"));
+    assert!(head.body.is_empty());
+    assert_eq!(origin.requests_for("/origin/head"), 1);
+}
+
+#[test]
+fn unsafe_methods_invalidate_the_stored_response() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/inv?cc=max-age%3D60";
+    get(addr, path);
+    assert_eq!(x_cache(&get(addr, path)), "HIT");
+    let post = http_request(addr, "POST", path, &[], b"change").unwrap();
+    assert_eq!((post.status, x_cache(&post)), (200, "PASS"));
+    assert_eq!(x_cache(&get(addr, path)), "MISS");
+    // A Location on the same host is invalidated as well.
+    let other = "/origin/other?cc=max-age%3D60";
+    get(addr, other);
+    let loc = "/origin/post?loc=%2Forigin%2Fother%3Fcc%3Dmax-age%253D60";
+    http_request(addr, "POST", loc, &[], b"x").unwrap();
+    assert_eq!(x_cache(&get(addr, other)), "MISS");
+}
+
+#[test]
+fn requests_with_authorization_are_stored_only_when_the_response_allows() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let auth = [("Authorization", "Bearer alice")];
+    let plain = "/origin/auth?cc=max-age%3D60";
+    req(addr, "GET", plain, &auth);
+    assert_eq!(x_cache(&req(addr, "GET", plain, &auth)), "MISS");
+    let public = "/origin/authpub?cc=public%2C%20max-age%3D60";
+    req(addr, "GET", public, &auth);
+    assert_eq!(x_cache(&req(addr, "GET", public, &auth)), "HIT");
+}
+
+#[test]
+fn range_requests_do_not_corrupt_the_stored_body() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/range?cc=max-age%3D60&size=5000";
+    assert_eq!(get(addr, path).body.len(), 5000);
+    let ranged = req(addr, "GET", path, &[("Range", "bytes=0-9")]);
+    assert_eq!(x_cache(&ranged), "PASS");
+    let full = get(addr, path);
+    assert_eq!((x_cache(&full), full.body.len()), ("HIT", 5000));
+}
+
+#[test]
+fn client_conditionals_get_304_from_the_cache() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/cond?cc=max-age%3D60&etag=v7";
+    get(addr, path);
+    let resp = req(addr, "GET", path, &[("If-None-Match", "\"v7\"")]);
+    assert_eq!((resp.status, x_cache(&resp)), (304, "HIT"));
+    assert!(resp.body.is_empty());
+    assert_eq!(origin.requests_for("/origin/cond"), 1);
+    assert_eq!(
+        req(
+            addr,
+            "GET",
+            "/origin/none",
+            &[("Cache-Control", "only-if-cached")]
+        )
+        .status,
+        504
+    );
+}
+
+#[test]
+fn a_hundred_concurrent_misses_make_one_origin_request() {
+    let origin = Backend::start("origin");
+    origin.set_delay(Duration::from_millis(500));
+    let (c, addr) = cache(&origin, &[]);
+    let workers: Vec<_> = (0..100)
+        .map(|_| std::thread::spawn(move || get(addr, "/origin/hot?cc=max-age%3D60")))
+        .collect();
+    let responses: Vec<HttpResponse> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert!(responses
+        .iter()
+        .all(|r| r.status == 200 && r.text() == responses[0].text()));
+    assert_eq!(origin.requests_for("/origin/hot"), 1);
+    let coalesced = metric(c.admin, "podkit_cache_coalesced_total", &[]).unwrap();
+    assert!(
+        coalesced >= 90.0,
+        "{coalesced} requests waited for the first"
+    );
+}
+
+#[test]
+fn coalesced_waiters_fetch_themselves_when_the_response_is_not_storable() {
+    let origin = Backend::start("origin");
+    origin.set_delay(Duration::from_millis(300));
+    let (_c, addr) = cache(&origin, &[]);
+    let workers: Vec<_> = (0..20)
+        .map(|_| std::thread::spawn(move || get(addr, "/origin/nostore?cc=no-store")))
+        .collect();
+    for w in workers {
+        assert_eq!(w.join().unwrap().status, 200);
+    }
+    assert_eq!(origin.requests_for("/origin/nostore"), 20);
+}
+
+#[test]
+fn objects_over_max_object_pass_uncached() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &["--max-object", "1KiB"]);
+    get(addr, "/origin/big?cc=max-age%3D60&size=4096");
+    assert_eq!(
+        x_cache(&get(addr, "/origin/big?cc=max-age%3D60&size=4096")),
+        "MISS"
+    );
+    get(addr, "/origin/small?cc=max-age%3D60&size=100");
+    assert_eq!(
+        x_cache(&get(addr, "/origin/small?cc=max-age%3D60&size=100")),
+        "HIT"
+    );
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[test]
+fn memory_stays_bounded_under_a_working_set_three_times_larger() {
+    let origin = Backend::start("origin");
+    let (mut c, addr) = cache(&origin, &["--memory", "32MiB"]);
+    let pid = c.process().pid().unwrap();
+    let before = rss_bytes(pid);
+    // 96 MiB of distinct 64 KiB objects, twice over.
+    for round in 0..2 {
+        for i in 0..1536 {
+            let resp = get(addr, &format!("/origin/m{i}?cc=max-age%3D600&size=65536"));
+            assert_eq!(resp.body.len(), 65536, "round {round}");
+        }
+    }
+    let stored = metric(c.admin, "podkit_cache_stored_bytes", &[]).unwrap();
+    assert!(stored <= (32u64 << 20) as f64, "stored {stored} bytes");
+    assert!(metric(c.admin, "podkit_cache_evictions_total", &[]).unwrap() > 0.0);
+    let grown = rss_bytes(pid).saturating_sub(before);
+    assert!(
+        grown <= (32 << 20) + (24 << 20),
+        "RSS grew by {} MiB",
+        grown >> 20
+    );
+}
+
+#[test]
+fn purge_and_ban_through_the_admin_endpoint() {
+    let origin = Backend::start("origin");
+    let (c, addr) = cache(&origin, &[]);
+    let path = "/origin/purge?cc=max-age%3D60";
+    get(addr, path);
+    assert_eq!(x_cache(&get(addr, path)), "HIT");
+    let key = format!("127.0.0.1{path}");
+    let purge = req(
+        c.admin,
+        "PURGE",
+        &format!(
+            "/cache/purge?key={}",
+            key.replace('%', "%25")
+                .replace('?', "%3F")
+                .replace('&', "%26")
+        ),
+        &[],
+    );
+    assert_eq!(purge.status, 200, "{}", purge.text());
+    assert_eq!(x_cache(&get(addr, path)), "MISS");
+    for i in 0..3 {
+        get(addr, &format!("/origin/ban/{i}?cc=max-age%3D60"));
+    }
+    let ban = http_request(
+        c.admin,
+        "POST",
+        "/cache/ban?prefix=127.0.0.1/origin/ban/",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert!(ban.text().contains("banned 3"), "{}", ban.text());
+    assert_eq!(x_cache(&get(addr, "/origin/ban/1?cc=max-age%3D60")), "MISS");
+}
+
+#[test]
+fn x_cache_can_be_turned_off_and_metrics_pass_promtool() {
+    let origin = Backend::start("origin");
+    let (c, addr) = cache(&origin, &["--x-cache", "false"]);
+    get(addr, "/origin/x?cc=max-age%3D60");
+    let hit = get(addr, "/origin/x?cc=max-age%3D60");
+    assert!(hit.header("x-cache").is_none());
+    assert_eq!(
+        metric(c.admin, "podkit_cache_requests_total", &["outcome=\"hit\""]),
+        Some(1.0)
+    );
+    assert_eq!(metric(c.admin, "podkit_cache_hit_ratio", &[]), Some(0.5));
+    assert_promtool_clean(c.admin);
+}
