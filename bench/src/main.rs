@@ -2,6 +2,7 @@
 //! replaces, on pinned cores, and writes its results file. `scripts/bench` builds and runs
 //! it; see `bench/README.md`.
 
+mod cache;
 mod harness;
 mod kv;
 mod lb;
@@ -12,7 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The benchmarks, by name.
-const BENCHMARKS: [(&str, &str); 3] = [
+const BENCHMARKS: [(&str, &str); 4] = [
+    (
+        "cache",
+        "podkit cache vs Varnish: small and 1 MiB hits, and the miss path (wrk)",
+    ),
     ("kv", "Redis through a proxy vs direct (redis-benchmark)"),
     (
         "lb",
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
     let root = root.canonicalize().unwrap_or(root);
     for name in selected {
         let report = match name {
+            "cache" => cache::run(quick),
             "kv" => kv::run(quick),
             "lb" => lb::run(quick),
             "tls" => tls::run(quick),

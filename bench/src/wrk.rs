@@ -34,7 +34,19 @@ pub fn run(
     duration: Duration,
     headers: &[&str],
 ) -> Result<WrkResult, String> {
+    run_with(url, connections, duration, headers, &[])
+}
+
+/// Like [`run`] with extra wrk arguments (e.g. `-s script.lua`).
+pub fn run_with(
+    url: &str,
+    connections: u32,
+    duration: Duration,
+    headers: &[&str],
+    extra: &[&str],
+) -> Result<WrkResult, String> {
     let mut command = pinned(CLIENT_CORES, "wrk");
+    command.args(extra);
     command
         .args(["-t1", "-c", &connections.to_string()])
         .args(["-d", &format!("{}s", duration.as_secs().max(1))])
@@ -101,10 +113,22 @@ pub fn interleaved(
     duration: Duration,
     headers: &[&str],
 ) -> Result<Vec<(String, WrkResult)>, String> {
+    interleaved_with(targets, rounds, connections, duration, headers, &[])
+}
+
+/// Like [`interleaved`] with extra wrk arguments.
+pub fn interleaved_with(
+    targets: &[(&str, String)],
+    rounds: usize,
+    connections: u32,
+    duration: Duration,
+    headers: &[&str],
+    extra: &[&str],
+) -> Result<Vec<(String, WrkResult)>, String> {
     let mut runs: Vec<Vec<WrkResult>> = vec![Vec::new(); targets.len()];
     for _ in 0..rounds.max(1) {
         for (i, (_, url)) in targets.iter().enumerate() {
-            runs[i].push(run(url, connections, duration, headers)?);
+            runs[i].push(run_with(url, connections, duration, headers, extra)?);
         }
     }
     Ok(targets

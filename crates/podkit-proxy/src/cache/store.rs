@@ -16,10 +16,10 @@ use super::policy::{vary_values, Stored};
 /// Bytes counted for an entry beyond its body and head: key, bookkeeping, allocator slack.
 pub const ENTRY_OVERHEAD: u64 = 512;
 
-/// Stored bodies are kept in blocks of this size: one allocation size for every stored
-/// byte, so that memory freed by evictions is reused by the next fills instead of being
-/// scattered over the allocator's size classes.
-pub const BLOCK: usize = 16 << 10;
+/// Stored bodies are kept in blocks of this size (the last one cut to its length): few
+/// allocation sizes, so that memory freed by evictions is reused by the next fills, and
+/// few frames when a large body is sent.
+pub const BLOCK: usize = 64 << 10;
 
 /// A stored body in fixed-size blocks.
 #[derive(Debug, Clone, Default)]
@@ -46,10 +46,11 @@ impl StoredBody {
         }
     }
 
-    /// Closes the last block.
+    /// Closes the last block, copied to its exact length so that a small body holds only
+    /// its own bytes.
     pub fn finish(mut self, open: bytes::BytesMut) -> StoredBody {
         if !open.is_empty() {
-            self.blocks.push(open.freeze());
+            self.blocks.push(Bytes::copy_from_slice(&open));
         }
         self
     }
@@ -64,9 +65,9 @@ impl StoredBody {
         self.len == 0
     }
 
-    /// Bytes of memory held (whole blocks).
+    /// Bytes of memory held.
     pub fn allocated(&self) -> u64 {
-        self.blocks.iter().map(|b| b.len().max(BLOCK) as u64).sum()
+        self.len
     }
 
     /// The blocks, in order.
