@@ -264,7 +264,12 @@ pub enum Policy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
+    #[serde(default)]
     pub backends: Vec<BackendConfig>,
+    /// A file listing the backends, one `http://host:port[,weight=N]` a line, followed as
+    /// it changes (it replaces `backends`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends_file: Option<PathBuf>,
     #[serde(default)]
     pub policy: Policy,
     /// The key template of the `hash` policy.
@@ -588,12 +593,13 @@ impl ProxyConfig {
 
 impl PoolConfig {
     fn validate(&self, at: &str) -> Result<(), Invalid> {
-        if self.backends.is_empty() {
+        if self.backends.is_empty() && self.backends_file.is_none() {
             return Err(invalid(
                 format!("{at}.backends"),
-                "a pool needs at least one backend",
+                "a pool needs at least one backend (or a backends_file)",
             ));
         }
+
         for (i, backend) in self.backends.iter().enumerate() {
             backend_authority(&backend.url)
                 .map_err(|m| invalid(format!("{at}.backends[{i}].url"), m))?;

@@ -355,6 +355,26 @@ impl ProxyMetrics {
         }
     }
 
+    /// Forgets the series of a backend that left its pool.
+    pub fn remove_backend(&self, pool: &str, backend: &str) {
+        let labels = BackendLabels {
+            pool: pool.to_string(),
+            backend: backend.to_string(),
+        };
+        for class in CLASSES {
+            self.backend_responses.remove(&BackendClassLabels {
+                pool: pool.to_string(),
+                backend: backend.to_string(),
+                class: class.to_string(),
+            });
+        }
+        self.backend_failures.remove(&labels);
+        self.backend_in_flight.remove(&labels);
+        self.backend_ready.remove(&labels);
+        self.backend_ejected.remove(&labels);
+        self.backend_ejections.remove(&labels);
+    }
+
     /// Handles for one route.
     pub fn route(&self, route: &str) -> RouteMetrics {
         let labels = RouteLabels {

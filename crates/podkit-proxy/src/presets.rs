@@ -120,6 +120,7 @@ impl UpstreamArgs {
     ) -> PoolConfig {
         PoolConfig {
             backends,
+            backends_file: None,
             policy,
             hash_key,
             ready: ReadyProbe {
@@ -156,11 +157,19 @@ pub struct LbArgs {
     #[arg(
         long,
         env = "PODKIT_BACKEND",
-        required = true,
         value_delimiter = ' ',
         value_name = "URL"
     )]
     pub backend: Vec<String>,
+    /// Or a file listing the backends (one `http://host:port[,weight=N]` a line), followed
+    /// as it changes.
+    #[arg(
+        long,
+        env = "PODKIT_BACKENDS_FILE",
+        value_name = "FILE",
+        conflicts_with = "backend"
+    )]
+    pub backends_file: Option<PathBuf>,
     /// How to pick a backend.
     #[arg(long, env = "PODKIT_POLICY", value_enum, default_value_t = Policy::RoundRobin)]
     pub policy: Policy,
@@ -179,6 +188,12 @@ pub struct LbArgs {
 impl LbArgs {
     /// The proxy configuration these flags describe.
     pub fn config(&self) -> Result<ProxyConfig, ConfigError> {
+        if self.backend.is_empty() && self.backends_file.is_none() {
+            return Err(ConfigError::flag(
+                "--backend",
+                "give at least one --backend URL, or --backends-file",
+            ));
+        }
         let backends = self
             .backend
             .iter()
@@ -194,9 +209,10 @@ impl LbArgs {
             (_, Some(key)) => Some(template(key, "--hash-key")?),
             _ => None,
         };
-        let pool = self
+        let mut pool = self
             .upstream
             .pool(backends, self.policy, hash_key, "/ready");
+        pool.backends_file = self.backends_file.clone();
         Ok(single_pool(self.listen, None, pool, &self.limits))
     }
 }

@@ -106,6 +106,11 @@ pub async fn run(config: ProxyConfig, source: Source, ctx: Context) -> Result<()
     }
 
     for (name, pool) in &pools {
+        if let Some(file) = &config.pools[name].backends_file {
+            crate::upstream::discovery::spawn(pool.clone(), file.clone(), ctx.shutdown.clone());
+        }
+    }
+    for (name, pool) in &pools {
         let latch = ctx
             .readiness
             .latch(format!("first readiness probe of pool {name}"));

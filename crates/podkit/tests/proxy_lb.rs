@@ -509,3 +509,23 @@ fn bad_proxy_files_exit_2_naming_the_field() {
     );
     assert_eq!(stderr.lines().count(), 1);
 }
+
+#[test]
+fn backends_follow_the_backends_file() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backends");
+    std::fs::write(&file, format!("# one replica\n{}\n", a.url())).unwrap();
+    let file_s = file.to_str().unwrap();
+    let (_lb, addr) = start(&["lb", "--backends-file", file_s, "--ready-path", ""]);
+    for _ in 0..5 {
+        assert_eq!(backend_of(&get(addr, "/")), "a");
+    }
+    std::fs::write(&file, format!("{}\n{}\n", a.url(), b.url())).unwrap();
+    assert!(eventually(Duration::from_secs(5), || backend_of(&get(
+        addr, "/"
+    )) == "b"));
+    std::fs::write(&file, "").unwrap();
+    assert!(eventually(Duration::from_secs(5), || get(addr, "/").status == 503));
+}

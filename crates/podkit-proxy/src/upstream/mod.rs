@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod conn;
+pub mod discovery;
 pub mod eject;
 pub mod pool;
 pub mod probe;

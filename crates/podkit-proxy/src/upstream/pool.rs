@@ -3,7 +3,7 @@
 //! try fails before any response byte, and every try is bounded by the per-try timeout
 //! and the request's total deadline.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,7 +23,7 @@ use super::backend::{Backend, InFlight};
 use super::conn::{connect, Reuse};
 use super::eject::Outcome;
 use crate::balance::Balancer;
-use crate::config::{Eject, PoolConfig, Timeouts};
+use crate::config::{BackendConfig, Eject, Policy, PoolConfig, Timeouts};
 use crate::error::ProxyError;
 use crate::metrics::{class_index, ProxyMetrics};
 use crate::template::Template;
@@ -45,12 +45,21 @@ pub fn client(connect_timeout: Duration) -> UpstreamClient {
         .build(connector)
 }
 
+/// The backends of a pool at one moment, and the balancer built over them.
+#[derive(Debug)]
+pub struct Members {
+    pub backends: Vec<Arc<Backend>>,
+    balancer: Balancer,
+}
+
 /// A pool and its runtime state.
 #[derive(Debug)]
 pub struct Pool {
     pub name: String,
-    pub backends: Vec<Arc<Backend>>,
-    balancer: Balancer,
+    members: RwLock<Arc<Members>>,
+    policy: Policy,
+    /// Whether backends are probed (new ones then start unready).
+    probed: bool,
     /// The key of the `hash` policy.
     pub hash_key: Option<Template>,
     client: UpstreamClient,
@@ -58,6 +67,7 @@ pub struct Pool {
     retries: u32,
     eject: Eject,
     retry_counter: Counter,
+    metrics: ProxyMetrics,
 }
 
 /// The head of a request to send, without a body.
@@ -82,33 +92,77 @@ pub struct Upstream {
 impl Pool {
     /// Builds the pool `name` from its config; backends start ready unless probed.
     pub fn new(name: &str, config: &PoolConfig, metrics: &ProxyMetrics) -> Pool {
-        let probed = !config.ready.path.is_empty();
-        let backends: Vec<Arc<Backend>> = config
-            .backends
-            .iter()
-            .filter_map(|b| {
-                let authority = crate::config::backend_authority(&b.url).ok()?;
-                let backend_metrics = metrics.backend(name, authority.as_str());
-                Some(Arc::new(Backend::new(
-                    b.url.clone(),
-                    authority,
-                    b.weight,
-                    !probed,
-                    backend_metrics,
-                )))
-            })
-            .collect();
-        Pool {
+        let pool = Pool {
             name: name.to_string(),
-            balancer: Balancer::new(config.policy, &backends),
-            backends,
+            members: RwLock::new(Arc::new(Members {
+                backends: Vec::new(),
+                balancer: Balancer::new(config.policy, &[]),
+            })),
+            policy: config.policy,
+            probed: !config.ready.path.is_empty(),
             hash_key: config.hash_key.as_deref().and_then(|k| k.parse().ok()),
             client: client(config.timeouts.connect.get()),
             timeouts: config.timeouts.clone(),
             retries: config.retries,
             eject: config.eject.clone(),
             retry_counter: metrics.retries(name),
+            metrics: metrics.clone(),
+        };
+        pool.set_backends(&config.backends);
+        pool
+    }
+
+    /// The current backends.
+    pub fn members(&self) -> Arc<Members> {
+        self.members
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the set of backends. Backends that stay keep their state (readiness,
+    /// ejection, idle connections); new ones start ready unless the pool is probed.
+    pub fn set_backends(&self, configs: &[BackendConfig]) {
+        let current = self.members();
+        let mut backends = Vec::with_capacity(configs.len());
+        for config in configs {
+            let Ok(authority) = crate::config::backend_authority(&config.url) else {
+                continue;
+            };
+            let kept = current
+                .backends
+                .iter()
+                .find(|b| b.authority == authority && b.weight == config.weight);
+            let backend = match kept {
+                Some(backend) => backend.clone(),
+                None => Arc::new(Backend::new(
+                    config.url.clone(),
+                    authority.clone(),
+                    config.weight,
+                    !self.probed,
+                    self.metrics.backend(&self.name, authority.as_str()),
+                )),
+            };
+            if !backends
+                .iter()
+                .any(|b: &Arc<Backend>| b.authority == backend.authority)
+            {
+                backends.push(backend);
+            }
         }
+        for gone in current
+            .backends
+            .iter()
+            .filter(|b| !backends.iter().any(|n| n.authority == b.authority))
+        {
+            self.metrics
+                .remove_backend(&self.name, gone.authority.as_str());
+        }
+        let members = Members {
+            balancer: Balancer::new(self.policy, &backends),
+            backends,
+        };
+        *self.members.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(members);
     }
 
     /// The client of this pool (probes share its connections).
@@ -119,7 +173,7 @@ impl Pool {
     /// Whether any backend can take traffic now.
     pub fn has_available(&self) -> bool {
         let now = Instant::now();
-        self.backends.iter().any(|b| b.is_available(now))
+        self.members().backends.iter().any(|b| b.is_available(now))
     }
 
     /// Sends the request to the pool's backends in the balancer's order. `body` is `None`
@@ -130,7 +184,8 @@ impl Pool {
         body: Option<Body>,
         key: Option<&str>,
     ) -> Result<Upstream, ProxyError> {
-        let order = self.balancer.order(&self.backends, key);
+        let members = self.members();
+        let order = members.balancer.order(&members.backends, key);
         if order.is_empty() {
             return Err(ProxyError::NoBackend {
                 pool: self.name.clone(),
@@ -149,7 +204,7 @@ impl Pool {
             if attempt > 0 {
                 self.retry_counter.inc();
             }
-            let backend = &self.backends[index];
+            let backend = &members.backends[index];
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;

@@ -1,12 +1,15 @@
-//! Active readiness probing (chapter 5): each backend's readiness path is requested every
-//! interval; `fall` failures in a row make it unready, `rise` successes ready again.
+//! Active readiness probing (chapter 5): every backend's readiness path is requested each
+//! interval; `fall` failures in a row make it unready, `rise` successes ready again. The
+//! first answer of a new backend counts at once. Backends that join or leave the pool are
+//! followed from one round to the next.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Empty};
+use tokio::task::JoinSet;
 
 use podkit_core::readiness::Latch;
 use podkit_core::shutdown::Shutdown;
@@ -14,40 +17,55 @@ use podkit_core::shutdown::Shutdown;
 use super::pool::Pool;
 use crate::config::ReadyProbe;
 
-/// Starts probing every backend of `pool`; `first_round` is released once every backend
-/// has been probed once.
+/// Consecutive results of one backend.
+#[derive(Debug, Default, Clone, Copy)]
+struct Streak {
+    successes: u32,
+    failures: u32,
+}
+
+/// Starts probing `pool`; `first_round` is released once every backend was probed once.
 pub fn spawn(pool: Arc<Pool>, probe: ReadyProbe, shutdown: Shutdown, first_round: Latch) {
     if probe.path.is_empty() {
         first_round.release();
         return;
     }
-    let pending = Arc::new(AtomicUsize::new(pool.backends.len()));
-    let latch = Arc::new(std::sync::Mutex::new(Some(first_round)));
-    for index in 0..pool.backends.len() {
-        let (pool, probe, shutdown) = (pool.clone(), probe.clone(), shutdown.clone());
-        let (pending, latch) = (pending.clone(), latch.clone());
-        tokio::spawn(async move {
-            let backend = pool.backends[index].clone();
-            let mut ticker = tokio::time::interval(probe.interval.get());
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let (mut successes, mut failures) = (0u32, 0u32);
-            let mut first = true;
-            loop {
-                tokio::select! {
-                    _ = ticker.tick() => {}
-                    _ = shutdown.triggered() => return,
-                }
-                let ok = probe_once(&pool, &backend.authority, &probe).await;
+    tokio::spawn(async move {
+        let mut first_round = Some(first_round);
+        let mut streaks: HashMap<String, Streak> = HashMap::new();
+        let mut ticker = tokio::time::interval(probe.interval.get());
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.triggered() => return,
+            }
+            let members = pool.members();
+            let mut round = JoinSet::new();
+            for (index, backend) in members.backends.iter().enumerate() {
+                let (pool, probe, authority) =
+                    (pool.clone(), probe.clone(), backend.authority.clone());
+                round.spawn(async move { (index, probe_once(&pool, &authority, &probe).await) });
+            }
+            while let Some(Ok((index, ok))) = round.join_next().await {
+                let backend = &members.backends[index];
+                let key = backend.authority.to_string();
+                let new = !streaks.contains_key(&key);
+                let streak = streaks.entry(key).or_default();
                 if ok {
-                    successes += 1;
-                    failures = 0;
+                    *streak = Streak {
+                        successes: streak.successes + 1,
+                        failures: 0,
+                    };
                 } else {
-                    failures += 1;
-                    successes = 0;
+                    *streak = Streak {
+                        successes: 0,
+                        failures: streak.failures + 1,
+                    };
                 }
-                let becomes = if ok && (successes >= probe.rise || first) {
+                let becomes = if ok && (new || streak.successes >= probe.rise) {
                     Some(true)
-                } else if !ok && (failures >= probe.fall || first) {
+                } else if !ok && (new || streak.failures >= probe.fall) {
                     Some(false)
                 } else {
                     None
@@ -57,18 +75,13 @@ pub fn spawn(pool: Arc<Pool>, probe: ReadyProbe, shutdown: Shutdown, first_round
                         tracing::info!(pool = %pool.name, backend = %backend.authority, ready, "readiness changed");
                     }
                 }
-                if first {
-                    first = false;
-                    if pending.fetch_sub(1, Ordering::SeqCst) == 1 {
-                        if let Some(latch) = latch.lock().unwrap_or_else(|p| p.into_inner()).take()
-                        {
-                            latch.release();
-                        }
-                    }
-                }
             }
-        });
-    }
+            streaks.retain(|key, _| members.backends.iter().any(|b| b.authority.as_str() == key));
+            if let Some(latch) = first_round.take() {
+                latch.release();
+            }
+        }
+    });
 }
 
 async fn probe_once(pool: &Pool, authority: &http::uri::Authority, probe: &ReadyProbe) -> bool {
