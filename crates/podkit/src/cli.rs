@@ -20,7 +20,8 @@ Patterns of Designing Distributed Systems, by chapter:
   ch10 queue      work queues                              (coming)
   ch11 flow       event-driven batch processing            (coming)
   ch12 join/reduce coordinated batch processing            (coming)
-  all  up         run a topology on one machine            (coming)
+  all  up         run a topology on one machine            podkit up FILE
+
 
 Every component takes --admin (serving /healthz, /readyz, /metrics), --log-format,
 --log-level and --drain-timeout; every flag has a PODKIT_* environment twin.";
@@ -43,6 +44,17 @@ pub enum Cli {
     Shard(Shard),
     /// The HTTP proxy engine in its general form, configured by a YAML file.
     Proxy(Proxy),
+    /// Run a topology of pods, replicas and services on this machine.
+    Up(Up),
+}
+
+/// `podkit up`
+#[derive(Args, Debug)]
+pub struct Up {
+    #[command(flatten)]
+    pub up: podkit_up::UpArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
 }
 
 /// `podkit sidecar ...`

@@ -61,6 +61,20 @@ fn main() -> ExitCode {
             vec!["--listen"],
             &c.contract,
         ),
+        Cli::Up(mut c) => {
+            let loaded = match podkit_up::load(&c.up.file) {
+                Ok(loaded) => loaded,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            if c.up.check {
+                println!("{}: ok", c.up.file.display());
+                return ExitCode::SUCCESS;
+            }
+            // One thread: the kernel ties each child's PR_SET_PDEATHSIG to the thread that
+            // started it, so the runner starts every process from its main thread.
+            c.contract.threads = 1;
+            component::run("up", &c.contract, |ctx| podkit_up::run(c.up, loaded, ctx))
+        }
         Cli::Proxy(c) => {
             let config = match c.proxy.load() {
                 Ok(config) => config,

@@ -58,6 +58,11 @@ pub struct TopzArgs {
     #[arg(long, env = "PODKIT_PID_FILTER", value_name = "PID")]
     pub pid_filter: Option<i32>,
 
+    /// Show only the processes of this `podkit up` pod (and their descendants), as a
+    /// sidecar in the pod's PID namespace would; `podkit up` sets it to the sidecar's pod.
+    #[arg(long, env = "PODKIT_POD", value_name = "NAME")]
+    pub pod: Option<String>,
+
     /// Connections served at once.
     #[arg(
         long,
@@ -118,6 +123,7 @@ impl TopzMetrics {
 struct Topz {
     clock: Clock,
     pid_filter: Option<i32>,
+    pod: Option<String>,
     latest: RwLock<Option<Arc<Snapshot>>>,
     users: Mutex<HashMap<u32, String>>,
     metrics: TopzMetrics,
@@ -133,6 +139,7 @@ pub async fn run(args: TopzArgs, ctx: Context) -> Result<(), ComponentError> {
     let topz = Arc::new(Topz {
         clock,
         pid_filter: args.pid_filter,
+        pod: args.pod.clone(),
         latest: RwLock::new(None),
         users: Mutex::new(HashMap::new()),
         metrics: TopzMetrics::register(&ctx),
@@ -227,6 +234,10 @@ impl Topz {
         if let Some(root) = self.pid_filter {
             processes = tree::subtree(processes, root);
         }
+        if let Some(pod) = &self.pod {
+            processes = tree::pod(processes, pod);
+        }
+
         render::sort(&mut processes, SortKey::Cpu);
         Snapshot {
             taken_at: humantime::format_rfc3339_seconds(now).to_string(),

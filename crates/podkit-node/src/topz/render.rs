@@ -371,7 +371,9 @@ mod tests {
             open_fds: Some(5),
             start_time: "2026-11-25T18:00:00Z".into(),
             start_time_seconds: 1.0,
+            pod: None,
         };
+
         Snapshot {
             taken_at: "2026-11-25T18:01:00Z".into(),
             interval_seconds: 2.0,

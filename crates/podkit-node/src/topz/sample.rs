@@ -25,6 +25,8 @@ pub struct RawProcess {
     pub threads: i64,
     /// Open file descriptors; `None` when not permitted to look.
     pub open_fds: Option<usize>,
+    /// The `PODKIT_POD` of its environment: the pod `podkit up` started it in.
+    pub pod: Option<String>,
 }
 
 /// A reading of the whole process table at one instant.
@@ -62,6 +64,9 @@ pub struct ProcessRow {
     pub start_time: String,
     /// Start time, seconds since the Unix epoch.
     pub start_time_seconds: f64,
+    /// The pod it runs in under `podkit up`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 /// Reads every process visible in this PID namespace. Processes that exit while being
@@ -86,6 +91,10 @@ pub fn read_processes() -> std::io::Result<Reading> {
             vsize_bytes: stat.vsize,
             threads: stat.num_threads,
             open_fds: process.fd_count().ok(),
+            pod: process.environ().ok().and_then(|env| {
+                env.get(std::ffi::OsStr::new("PODKIT_POD"))
+                    .map(|v| v.to_string_lossy().into_owned())
+            }),
         });
     }
     Ok(Reading { at, processes })
@@ -158,6 +167,7 @@ pub fn rows(
                 open_fds: p.open_fds,
                 start_time: rfc3339(start_seconds),
                 start_time_seconds: (start_seconds * 100.0).round() / 100.0,
+                pod: p.pod.clone(),
             }
         })
         .collect()
@@ -200,6 +210,7 @@ mod tests {
             vsize_bytes: 8192,
             threads: 1,
             open_fds: Some(3),
+            pod: None,
         }
     }
 

@@ -6,12 +6,27 @@ use super::sample::ProcessRow;
 
 /// Keeps `root` and all its descendants.
 pub fn subtree(rows: Vec<ProcessRow>, root: i32) -> Vec<ProcessRow> {
+    subtrees(rows, &[root])
+}
+
+/// Keeps the processes of `pod` (by their `PODKIT_POD`) and all their descendants: what
+/// a sidecar sharing the pod's PID namespace would see.
+pub fn pod(rows: Vec<ProcessRow>, pod: &str) -> Vec<ProcessRow> {
+    let roots: Vec<i32> = rows
+        .iter()
+        .filter(|r| r.pod.as_deref() == Some(pod))
+        .map(|r| r.pid)
+        .collect();
+    subtrees(rows, &roots)
+}
+
+fn subtrees(rows: Vec<ProcessRow>, roots: &[i32]) -> Vec<ProcessRow> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     for row in &rows {
         children.entry(row.ppid).or_default().push(row.pid);
     }
     let mut keep = HashSet::new();
-    let mut stack = vec![root];
+    let mut stack = roots.to_vec();
     while let Some(pid) = stack.pop() {
         if keep.insert(pid) {
             if let Some(kids) = children.get(&pid) {
@@ -40,6 +55,7 @@ mod tests {
             open_fds: None,
             start_time: String::new(),
             start_time_seconds: 0.0,
+            pod: None,
         }
     }
 
