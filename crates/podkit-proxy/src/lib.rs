@@ -17,7 +17,9 @@
 //! - [`balance`]: round-robin, least-conn, p2c and consistent hash;
 //! - [`cache`]: the RFC 9111 caching stage (chapter 5's Varnish tier);
 //! - [`ratelimit`]: the rate-limiting stage (429 with `X-RateLimit-*`);
+//! - [`tcp`]: the layer-4 balancer of `podkit lb --protocol tcp`;
 //! - [`tee`]: mirroring to a shadow backend;
+
 //! - [`tls`]: rustls termination with certificate reload;
 //! - [`template`], [`headers`], [`body`], [`metrics`], [`error`]: the pieces in between.
 
@@ -33,6 +35,7 @@ pub mod presets;
 pub mod ratelimit;
 pub mod route;
 pub mod server;
+pub mod tcp;
 pub mod tee;
 pub mod template;
 pub mod tls;

@@ -170,6 +170,9 @@ pub struct LbArgs {
         conflicts_with = "backend"
     )]
     pub backends_file: Option<PathBuf>,
+    /// `http` balances requests; `tcp` balances whole connections (TLS passes through).
+    #[arg(long, env = "PODKIT_PROTOCOL", value_enum, default_value_t = Protocol::Http)]
+    pub protocol: Protocol,
     /// How to pick a backend.
     #[arg(long, env = "PODKIT_POLICY", value_enum, default_value_t = Policy::RoundRobin)]
     pub policy: Policy,
@@ -217,7 +220,47 @@ impl LbArgs {
     }
 }
 
+/// What `podkit lb` balances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// HTTP requests, with every stage of the proxy engine.
+    Http,
+    /// TCP connections, whole (layer 4).
+    Tcp,
+}
+
+impl LbArgs {
+    /// The TCP balancer these flags describe (`--protocol tcp`).
+    pub fn tcp_settings(&self) -> Result<crate::tcp::TcpSettings, ConfigError> {
+        if self.backend.is_empty() && self.backends_file.is_none() {
+            return Err(ConfigError::flag(
+                "--backend",
+                "give at least one --backend URL, or --backends-file",
+            ));
+        }
+        if !matches!(self.policy, Policy::RoundRobin | Policy::LeastConn) {
+            return Err(ConfigError::flag(
+                "--policy",
+                "a TCP balancer uses round-robin or least-conn",
+            ));
+        }
+        let backends = self
+            .backend
+            .iter()
+            .map(|spec| weighted_url(spec, "--backend"))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::tcp::TcpSettings {
+            listen: self.listen,
+            backends,
+            backends_file: self.backends_file.clone(),
+            policy: self.policy,
+            connect_timeout: self.upstream.connect_timeout.get(),
+        })
+    }
+}
+
 /// `podkit sidecar tls`: HTTPS for a legacy service on localhost (chapter 2).
+
 #[derive(Args, Debug, Clone)]
 pub struct TlsArgs {
     /// Address to serve HTTPS on.

@@ -233,6 +233,13 @@ impl Run {
         self.status.lock().unwrap_or_else(|p| p.into_inner())[self.slot].clone()
     }
 
+    /// The pod's ports, and `admin` for this process's own admin endpoint.
+    fn probe_ports(&self) -> BTreeMap<String, u16> {
+        let mut ports = self.values.ports.clone();
+        ports.insert(crate::spec::ADMIN_PORT.into(), self.current().admin_port);
+        ports
+    }
+
     /// The probe with its templates (exec command, HTTP path) rendered.
     fn rendered(&self, probe: &crate::spec::Probe) -> crate::spec::Probe {
         let mut probe = probe.clone();
@@ -404,7 +411,7 @@ async fn readiness(run: Run, probe: crate::spec::Probe, stop: CancellationToken)
             run.update(|c| c.ready = false);
         }
         if current.state == State::Running {
-            let ok = probe::check(&probe, &run.values.ports).await;
+            let ok = probe::check(&probe, &run.probe_ports()).await;
             if let Some(ready) = streak.record(ok, &probe) {
                 run.update(|c| c.ready = ready);
             }
@@ -437,7 +444,7 @@ async fn liveness(run: Run, probe: crate::spec::Probe, stop: CancellationToken) 
         if since.elapsed() < probe.initial_delay.get() {
             continue;
         }
-        let ok = probe::check(&probe, &run.values.ports).await;
+        let ok = probe::check(&probe, &run.probe_ports()).await;
         if streak.record(ok, &probe) == Some(false) {
             run.shared.logs.line(
                 &run.prefix,

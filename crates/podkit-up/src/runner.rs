@@ -161,6 +161,9 @@ impl Runner {
             "--drain-timeout".into(),
             "5s".into(),
         ];
+        if service.spec.protocol == "tcp" {
+            args.extend(["--protocol".into(), "tcp".into()]);
+        }
         if let Some(policy) = &service.spec.policy {
             args.extend(["--policy".into(), policy.clone()]);
         }

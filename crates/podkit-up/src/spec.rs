@@ -182,6 +182,13 @@ pub struct ServiceSpec {
     pub policy: Option<String>,
     #[serde(default)]
     pub hash_key: Option<String>,
+    /// `http` (requests) or `tcp` (whole connections, e.g. TLS passing through).
+    #[serde(default = "http_protocol")]
+    pub protocol: String,
+}
+
+fn http_protocol() -> String {
+    "http".into()
 }
 
 /// A field of the topology that is wrong.
@@ -238,6 +245,9 @@ impl Topology {
                     format!("{at}.port"),
                     format!("pod '{}' has no port named '{}'", pod.name, service.port),
                 ));
+            }
+            if !["http", "tcp"].contains(&service.protocol.as_str()) {
+                return Err(invalid(format!("{at}.protocol"), "http or tcp"));
             }
             if let Some(policy) = &service.policy {
                 if !["round-robin", "least-conn", "p2c", "hash"].contains(&policy.as_str()) {
@@ -377,6 +387,12 @@ impl PodSpec {
             }
             for (k, p) in c.ports.iter().enumerate() {
                 check_name(&p.name, &format!("{cat}.ports[{k}].name"))?;
+                if p.name == ADMIN_PORT {
+                    return Err(invalid(
+                        format!("{cat}.ports[{k}].name"),
+                        "'admin' is each process's own admin port (PODKIT_ADMIN); choose another name",
+                    ));
+                }
                 if !ports.insert(p.name.as_str()) {
                     return Err(invalid(
                         format!("{cat}.ports[{k}].name"),
@@ -457,7 +473,8 @@ impl Probe {
             .map(|h| &h.port)
             .or(self.tcp_socket.as_ref().map(|t| &t.port));
         if let Some(port) = port {
-            if port.parse::<u16>().is_err() && !ports.contains(port.as_str()) {
+            if port.parse::<u16>().is_err() && port != ADMIN_PORT && !ports.contains(port.as_str())
+            {
                 return Err(invalid(
                     format!("{at}.port"),
                     format!("no port named '{port}'"),
@@ -470,6 +487,10 @@ impl Probe {
         Ok(())
     }
 }
+
+/// The port name a probe uses for the process's own admin endpoint, e.g.
+/// `httpGet: { path: /readyz, port: admin }` for a podkit component.
+pub const ADMIN_PORT: &str = "admin";
 
 fn check_name(name: &str, field: &str) -> Result<(), Invalid> {
     let ok = !name.is_empty()

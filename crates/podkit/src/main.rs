@@ -40,6 +40,15 @@ fn main() -> ExitCode {
             vec!["--listen"],
             &c.contract,
         ),
+        Cli::Lb(c) if c.preset.protocol == podkit_proxy::presets::Protocol::Tcp => {
+            let settings = match c.preset.tcp_settings() {
+                Ok(settings) => settings,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            component::run("lb", &c.contract, |ctx| {
+                podkit_proxy::tcp::run(settings, ctx)
+            })
+        }
         Cli::Lb(c) => proxy(
             "lb",
             c.preset.config(),
