@@ -8,13 +8,14 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::admin::{Admin, AdminRoutes};
 use crate::config::ConfigError;
 use crate::logging::{self, LogFormat};
 use crate::metrics::Metrics;
-use crate::readiness::Readiness;
+use crate::readiness::{Latch, Readiness};
 use crate::shutdown::{self, Shutdown};
 use crate::units::HumanDuration;
 
@@ -93,6 +94,23 @@ pub struct Context {
     pub admin_routes: AdminRoutes,
     /// The bound admin address (useful when `--admin` had port 0).
     pub admin_addr: SocketAddr,
+    /// Held until the component calls [`Context::started`].
+    starting: Arc<Mutex<Option<Latch>>>,
+}
+
+impl Context {
+    /// Tells the runner that the component has bound its listeners and taken its own
+    /// readiness latches: `/readyz` no longer waits for start-up.
+    pub fn started(&self) {
+        if let Some(latch) = self
+            .starting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            latch.release();
+        }
+    }
 }
 
 /// Binds `addr` for the flag `flag`, naming both in the error.
@@ -184,6 +202,7 @@ where
         shutdown: shutdown.clone(),
         admin_routes,
         admin_addr,
+        starting: Arc::new(Mutex::new(Some(readiness.latch("starting")))),
     };
     let mut component = tokio::spawn(main(context));
     let drain_timeout = contract.drain_timeout.get();

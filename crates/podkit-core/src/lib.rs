@@ -27,6 +27,8 @@
 //! }
 //!
 //! async fn serve(ctx: Context) -> Result<(), ComponentError> {
+//!     // Bind listeners, take readiness latches, then:
+//!     ctx.started();
 //!     ctx.shutdown.triggered().await;
 //!     Ok(())
 //! }

@@ -122,6 +122,7 @@ pub async fn run(config: ProxyConfig, source: Source, ctx: Context) -> Result<()
         );
     }
 
+    ctx.started();
     let options = ServeOptions {
         max_connections: config.limits.max_connections,
         header_read_timeout: config.limits.header_timeout.get(),

@@ -86,6 +86,7 @@ pub async fn run(settings: TcpSettings, ctx: Context) -> Result<(), ComponentErr
         spawn_file_watch(targets.clone(), file, ctx.shutdown.clone());
     }
     tracing::info!(listen = %settings.listen, "listening (tcp)");
+    ctx.started();
     serve(listener, targets, settings, ctx.shutdown.clone()).await;
     Ok(())
 }

@@ -108,6 +108,7 @@ pub async fn run(args: UpArgs, loaded: Loaded, ctx: Context) -> Result<(), Compo
     ));
     add_admin_routes(&ctx, runner.clone());
     let started = ctx.readiness.latch("every pod started");
+    ctx.started();
 
     let starting = runner.clone();
     let start = async move {

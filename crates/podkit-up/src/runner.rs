@@ -15,6 +15,8 @@ use crate::spec::{ContainerSpec, PodSpec, RestartPolicy, ServiceSpec, Topology};
 
 /// How often services are brought in step with their pods.
 const SYNC_EVERY: Duration = Duration::from_millis(100);
+/// After this long a load balancer has read a new backends file (it checks every 500 ms).
+const FILE_SEEN_AFTER: Duration = Duration::from_millis(1100);
 
 /// A pod and its replicas.
 #[derive(Debug)]
@@ -30,7 +32,10 @@ struct ServiceRuntime {
     spec: ServiceSpec,
     listen: SocketAddr,
     file: PathBuf,
+    /// Backends its load balancer has surely read.
     backends: usize,
+    /// Backends just written to the file, and when.
+    pending: Option<(usize, std::time::Instant)>,
 }
 
 /// A running topology.
@@ -103,6 +108,7 @@ impl Runner {
                         .join("services")
                         .join(format!("{}.backends", spec.name)),
                     backends: 0,
+                    pending: None,
                 },
             );
         }
@@ -253,7 +259,17 @@ impl Runner {
                 {
                     written.insert(name.clone(), text);
                     if let Some(service) = self.lock_services().get_mut(&name) {
-                        service.backends = urls.len();
+                        service.pending = Some((urls.len(), std::time::Instant::now()));
+                    }
+                }
+            }
+            // A load balancer reads its file every half second: a count is shown once it
+            // has surely been read.
+            for service in self.lock_services().values_mut() {
+                if let Some((count, since)) = service.pending {
+                    if since.elapsed() >= FILE_SEEN_AFTER {
+                        service.backends = count;
+                        service.pending = None;
                     }
                 }
             }
@@ -406,6 +422,7 @@ impl ServiceRuntime {
             listen: self.listen,
             file: self.file.clone(),
             backends: 0,
+            pending: None,
         }
     }
 }

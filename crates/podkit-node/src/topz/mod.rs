@@ -147,6 +147,7 @@ pub async fn run(args: TopzArgs, ctx: Context) -> Result<(), ComponentError> {
     tracing::info!(listen = %args.listen, interval = %args.interval, "serving /topz");
 
     let first_sample = ctx.readiness.latch("first sample of the process table");
+    ctx.started();
     let sampler = tokio::spawn(sample_forever(
         topz.clone(),
         args.interval.get(),
