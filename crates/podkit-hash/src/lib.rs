@@ -7,7 +7,9 @@
 //! cache tier or a shard set keeps its data when nginx or twemproxy is swapped for podkit.
 //!
 //! - [`nginx`]: nginx's `hash $key consistent` ring (`ngx_http_upstream_hash_module`);
-//! - [`sticky`]: a stable, well-mixed hash of a key into weighted buckets (experiment splits).
+//! - [`sticky`]: a stable, well-mixed hash of a key into weighted buckets (experiment splits);
+//! - [`twemproxy`]: twemproxy's hash functions and distributions (ketama, modula, random).
 
 pub mod nginx;
 pub mod sticky;
+pub mod twemproxy;

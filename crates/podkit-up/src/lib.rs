@@ -110,6 +110,12 @@ pub async fn run(args: UpArgs, loaded: Loaded, ctx: Context) -> Result<(), Compo
     let started = ctx.readiness.latch("every pod started");
     ctx.started();
 
+    // Logs wait for the status table, but not for ever: a start that hangs must show why.
+    let held = logs.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        held.release();
+    });
     let starting = runner.clone();
     let start = async move {
         starting.start().await?;

@@ -367,3 +367,51 @@ fn bad_files_exit_2_naming_the_field() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+#[test]
+fn a_failing_liveness_probe_restarts_the_process() {
+    let up = up(r#"
+pods:
+  - name: sick
+    containers:
+      - name: server
+        command: [python3, -m, http.server, "{{ port \"http\" }}", --bind, 127.0.0.1, --directory, "{{ dir }}"]
+        ports: [{ name: http }]
+        livenessProbe:
+          httpGet: { path: /alive, port: http }
+          interval: 200ms
+          failureThreshold: 2
+"#);
+    assert!(
+        eventually(Duration::from_secs(10), || up.replicas("sick")
+            .first()
+            .and_then(|r| r["containers"][0]["restarts"].as_u64())
+            .unwrap_or(0)
+            >= 1),
+        "{}",
+        up.runner.output()
+    );
+    assert!(up.runner.output().contains("liveness probe failed"));
+}
+
+#[test]
+fn processes_of_a_pod_share_its_volumes() {
+    let up = up(r#"
+pods:
+  - name: pair
+    volumes: [shared]
+    containers:
+      - name: writer
+        command: [sh, -c, "echo written by the sidecar > {{ volume \"shared\" }}/note.txt; exec sleep 300"]
+      - name: server
+        command: [python3, -m, http.server, "{{ port \"http\" }}", --bind, 127.0.0.1, --directory, "{{ volume \"shared\" }}"]
+        ports: [{ name: http }]
+"#);
+    let replicas = wait_replicas(&up, "pair", 1);
+    let port = replicas[0]["ports"]["http"].as_u64().unwrap() as u16;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(eventually(Duration::from_secs(10), || http_request(addr, "GET", "/note.txt", &[], b"")
+        .map(|r| r.status == 200)
+        .unwrap_or(false)));
+    assert_eq!(get(addr, "/note.txt").text(), "written by the sidecar\n");
+}
