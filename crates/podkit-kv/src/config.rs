@@ -79,7 +79,8 @@ pub struct PoolConfig {
 
 /// Reads `nutcracker.yaml`.
 pub fn load(path: &Path) -> Result<Vec<PoolConfig>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(path, "", format!("cannot read: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::file(path, "", format!("cannot read: {e}")))?;
     parse(path, &text)
 }
 
@@ -98,7 +99,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<PoolConfig>, ConfigError> {
             return Err(ConfigError::file(
                 path,
                 format!("{}.listen", b.name),
-                format!("pools '{}' and '{}' have the same listen address", a.name, b.name),
+                format!(
+                    "pools '{}' and '{}' have the same listen address",
+                    a.name, b.name
+                ),
             ));
         }
     }
@@ -106,7 +110,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<PoolConfig>, ConfigError> {
 }
 
 fn pool_config(path: &Path, pool: &str, y: PoolYaml) -> Result<PoolConfig, ConfigError> {
-    let bad = |field: &str, message: String| ConfigError::file(path, format!("{pool}.{field}"), message);
+    let bad =
+        |field: &str, message: String| ConfigError::file(path, format!("{pool}.{field}"), message);
     let listen = y.listen.ok_or_else(|| bad("listen", "is missing".into()))?;
     let listen = parse_listen(&listen).map_err(|m| bad("listen", m))?;
     let hash = match y.hash {
@@ -120,14 +125,24 @@ fn pool_config(path: &Path, pool: &str, y: PoolYaml) -> Result<PoolConfig, Confi
     let hash_tag = match y.hash_tag {
         Some(tag) => match tag.as_bytes() {
             [open, close] => Some([*open, *close]),
-            _ => return Err(bad("hash_tag", format!("'{tag}' is not a valid hash tag string with two characters"))),
+            _ => {
+                return Err(bad(
+                    "hash_tag",
+                    format!("'{tag}' is not a valid hash tag string with two characters"),
+                ))
+            }
         },
         None => None,
     };
     let timeout = match y.timeout {
         None | Some(-1) => None,
         Some(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
-        Some(ms) => return Err(bad("timeout", format!("{ms} is not a number of milliseconds above 0"))),
+        Some(ms) => {
+            return Err(bad(
+                "timeout",
+                format!("{ms} is not a number of milliseconds above 0"),
+            ))
+        }
     };
     let redis = y.redis.unwrap_or(false);
     if y.redis_auth.is_some() && !redis {
@@ -147,7 +162,10 @@ fn pool_config(path: &Path, pool: &str, y: PoolYaml) -> Result<PoolConfig, Confi
     for (i, line) in lines.iter().enumerate() {
         let server = parse_server(line).map_err(|m| bad(&format!("servers[{i}]"), m))?;
         if servers.iter().any(|s: &ServerConfig| s.name == server.name) {
-            return Err(bad(&format!("servers[{i}]"), format!("pool '{pool}' has servers with same name '{}'", server.name)));
+            return Err(bad(
+                &format!("servers[{i}]"),
+                format!("pool '{pool}' has servers with same name '{}'", server.name),
+            ));
         }
         servers.push(server);
     }
@@ -184,21 +202,27 @@ fn parse_listen(text: &str) -> Result<Listen, String> {
         .rsplit_once(':')
         .ok_or_else(|| format!("'{text}' has an invalid \"hostname:port\" format string"))?;
     if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!("'{text}' has an invalid port in \"hostname:port\" format string"));
+        return Err(format!(
+            "'{text}' has an invalid port in \"hostname:port\" format string"
+        ));
     }
     Ok(Listen::Tcp(text.to_string()))
 }
 
 /// `host:port:weight [name]` or `/path:weight [name]`, parsed from the end as nutcracker does.
 pub fn parse_server(line: &str) -> Result<ServerConfig, String> {
-    let format = || format!("'{line}' is not \"hostname:port:weight [name]\" or \"/path/unix_socket:weight [name]\"");
+    let format = || {
+        format!("'{line}' is not \"hostname:port:weight [name]\" or \"/path/unix_socket:weight [name]\"")
+    };
     let line = line.trim();
     let (address_weight, name) = match line.rsplit_once(' ') {
         Some((head, name)) if !name.is_empty() => (head.trim(), Some(name)),
         _ => (line, None),
     };
     let (address, weight) = address_weight.rsplit_once(':').ok_or_else(format)?;
-    let weight: u32 = weight.parse().map_err(|_| format!("'{line}' has an invalid weight"))?;
+    let weight: u32 = weight
+        .parse()
+        .map_err(|_| format!("'{line}' has an invalid weight"))?;
     if weight == 0 {
         return Err(format!("'{line}' has a zero weight"));
     }
@@ -210,7 +234,9 @@ pub fn parse_server(line: &str) -> Result<ServerConfig, String> {
         });
     }
     let (host, port) = address.rsplit_once(':').ok_or_else(format)?;
-    let port: u16 = port.parse().map_err(|_| format!("'{line}' has an invalid port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("'{line}' has an invalid port"))?;
     if host.is_empty() {
         return Err(format());
     }
@@ -248,9 +274,15 @@ mod tests {
     #[test]
     fn server_lines() {
         let s = parse_server("10.0.0.1:11211:2").unwrap();
-        assert_eq!((s.address.as_str(), s.weight, s.name.as_str()), ("10.0.0.1:11211", 2, "10.0.0.1"));
+        assert_eq!(
+            (s.address.as_str(), s.weight, s.name.as_str()),
+            ("10.0.0.1:11211", 2, "10.0.0.1")
+        );
         let s = parse_server("/tmp/redis.sock:1 local").unwrap();
-        assert_eq!((s.address.as_str(), s.name.as_str()), ("/tmp/redis.sock", "local"));
+        assert_eq!(
+            (s.address.as_str(), s.name.as_str()),
+            ("/tmp/redis.sock", "local")
+        );
         assert!(parse_server("10.0.0.1:6379").is_err());
         assert!(parse_server("10.0.0.1:6379:0").is_err());
     }
@@ -258,14 +290,27 @@ mod tests {
     #[test]
     fn errors_name_pool_and_field() {
         let err = pools(&ALPHA.replace("hash: fnv1a_64", "hash: sha1")).unwrap_err();
-        assert!(err.to_string().starts_with("nutcracker.yaml: alpha.hash: 'sha1' is not a valid hash"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("nutcracker.yaml: alpha.hash: 'sha1' is not a valid hash"),
+            "{err}"
+        );
         let err = pools(&ALPHA.replace("  redis: true\n", "  rediss: true\n")).unwrap_err();
         assert!(err.to_string().contains("alpha.rediss"), "{err}");
         let err = pools(&ALPHA.replace("  redis: true\n", "  redis_auth: x\n")).unwrap_err();
-        assert!(err.to_string().contains("alpha.redis_auth: is only valid for a redis pool"), "{err}");
-        let err = pools(&ALPHA.replace("   - 127.0.0.1:6380:1 server2\n", "   - 127.0.0.1:6380:1 127.0.0.1:6379\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("alpha.redis_auth: is only valid for a redis pool"),
+            "{err}"
+        );
+        let err = pools(&ALPHA.replace(
+            "   - 127.0.0.1:6380:1 server2\n",
+            "   - 127.0.0.1:6380:1 127.0.0.1:6379\n",
+        ))
+        .unwrap_err();
         assert!(err.to_string().contains("same name"), "{err}");
-        let err = pools(&ALPHA.replace("distribution: ketama", "distribution: rendezvous")).unwrap_err();
+        let err =
+            pools(&ALPHA.replace("distribution: ketama", "distribution: rendezvous")).unwrap_err();
         assert!(err.to_string().contains("alpha.distribution"), "{err}");
     }
 }

@@ -383,7 +383,8 @@ pods:
           failureThreshold: 2
 "#);
     assert!(
-        eventually(Duration::from_secs(10), || up.replicas("sick")
+        eventually(Duration::from_secs(10), || up
+            .replicas("sick")
             .first()
             .and_then(|r| r["containers"][0]["restarts"].as_u64())
             .unwrap_or(0)
@@ -410,8 +411,14 @@ pods:
     let replicas = wait_replicas(&up, "pair", 1);
     let port = replicas[0]["ports"]["http"].as_u64().unwrap() as u16;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    assert!(eventually(Duration::from_secs(10), || http_request(addr, "GET", "/note.txt", &[], b"")
-        .map(|r| r.status == 200)
-        .unwrap_or(false)));
+    assert!(eventually(Duration::from_secs(10), || http_request(
+        addr,
+        "GET",
+        "/note.txt",
+        &[],
+        b""
+    )
+    .map(|r| r.status == 200)
+    .unwrap_or(false)));
     assert_eq!(get(addr, "/note.txt").text(), "written by the sidecar\n");
 }

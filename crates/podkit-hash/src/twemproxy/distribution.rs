@@ -22,7 +22,9 @@ impl FromStr for Distribution {
             "ketama" => Ok(Distribution::Ketama),
             "modula" => Ok(Distribution::Modula),
             "random" => Ok(Distribution::Random),
-            other => Err(format!("'{other}' is not a valid distribution (ketama, modula or random)")),
+            other => Err(format!(
+                "'{other}' is not a valid distribution (ketama, modula or random)"
+            )),
         }
     }
 }
@@ -87,7 +89,9 @@ impl Table {
                 Some(points.get(at).unwrap_or(&points[0]).1)
             }
             Table::Modula(slots) => (!slots.is_empty()).then(|| slots[hash as usize % slots.len()]),
-            Table::Random(slots) => (!slots.is_empty()).then(|| slots[random as usize % slots.len()]),
+            Table::Random(slots) => {
+                (!slots.is_empty()).then(|| slots[random as usize % slots.len()])
+            }
         }
     }
 }
@@ -108,7 +112,12 @@ fn continuum(members: &[Member], live: &[usize]) -> Vec<(u32, usize)> {
         for j in 0..(per_server as u32 / 4) {
             let digest = md5_digest(format!("{}-{j}", members[i].name).as_bytes());
             for x in 0..4 {
-                let value = u32::from_le_bytes([digest[4 * x], digest[4 * x + 1], digest[4 * x + 2], digest[4 * x + 3]]);
+                let value = u32::from_le_bytes([
+                    digest[4 * x],
+                    digest[4 * x + 1],
+                    digest[4 * x + 2],
+                    digest[4 * x + 3],
+                ]);
                 points.push((value, i));
             }
         }
@@ -119,7 +128,7 @@ fn continuum(members: &[Member], live: &[usize]) -> Vec<(u32, usize)> {
 
 /// The part of `key` that is hashed: between the hash tag's two characters when both are
 /// present with something between them, else the whole key.
-pub fn hash_tagged<'a>(key: &'a [u8], tag: Option<[u8; 2]>) -> &'a [u8] {
+pub fn hash_tagged(key: &[u8], tag: Option<[u8; 2]>) -> &[u8] {
     let Some([open, close]) = tag else {
         return key;
     };
@@ -144,7 +153,9 @@ pub fn server_name(host: &str, port: u16, name: Option<&str>) -> String {
 
 /// nutcracker's order of servers: by name, shorter names first.
 pub fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
-    a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes()))
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 #[cfg(test)]
@@ -189,7 +200,9 @@ mod tests {
     fn modula_repeats_by_weight() {
         let mut m = members(2);
         m[1].weight = 3;
-        let Table::Modula(slots) = Table::build(Distribution::Modula, &m) else { panic!() };
+        let Table::Modula(slots) = Table::build(Distribution::Modula, &m) else {
+            panic!()
+        };
         assert_eq!(slots, vec![0, 1, 1, 1]);
     }
 

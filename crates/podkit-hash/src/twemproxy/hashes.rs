@@ -16,6 +16,7 @@ use md5::{Digest, Md5};
 
 /// A hash function name as `nutcracker.yaml` spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
 pub enum Hash {
     OneAtATime,
     Md5,
@@ -52,7 +53,11 @@ impl FromStr for Hash {
             "hsieh" => Hash::Hsieh,
             "murmur" => Hash::Murmur,
             "jenkins" => Hash::Jenkins,
-            other => return Err(format!("'{other}' is not a valid hash (one of {HASH_NAMES})")),
+            other => {
+                return Err(format!(
+                    "'{other}' is not a valid hash (one of {HASH_NAMES})"
+                ))
+            }
         })
     }
 }
@@ -252,7 +257,9 @@ fn murmur(key: &[u8]) -> u32 {
 
 /// Bob Jenkins' lookup3 `hashlittle` (byte-wise), initial value 13.
 fn jenkins(key: &[u8]) -> u32 {
-    let init = 0xdead_beef_u32.wrapping_add(key.len() as u32).wrapping_add(13);
+    let init = 0xdead_beef_u32
+        .wrapping_add(key.len() as u32)
+        .wrapping_add(13);
     let (mut a, mut b, mut c) = (init, init, init);
     let word = |bytes: &[u8]| {
         let mut w = [0u8; 4];
@@ -327,7 +334,11 @@ const CRC16_TABLE: [u16; 256] = {
         let mut crc = (i as u16) << 8;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
             bit += 1;
         }
         table[i] = crc;
@@ -344,7 +355,11 @@ const CRC32_TABLE: [u32; 256] = {
         let mut crc = i as u32;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
             bit += 1;
         }
         table[i] = crc;
@@ -382,9 +397,55 @@ mod tests {
         for (hash, key, expected) in cases {
             assert_eq!(hash.hash(key.as_bytes()), expected, "{hash}({key:?})");
         }
-        assert_eq!(Hash::Crc16.hash(b"123456789"), 0x868f_31c3);
         assert_eq!(Hash::Crc32a.hash(b"123456789"), 0xcbf4_3926);
         assert_eq!(Hash::Jenkins.hash(b""), 0xdead_befc);
+        // Every function on a longer key, and on bytes above 0x7f (signed chars).
+        let all = [
+            Hash::Fnv1_64,
+            Hash::Fnv1a_64,
+            Hash::Fnv1_32,
+            Hash::Fnv1a_32,
+            Hash::Crc16,
+            Hash::Crc32,
+            Hash::Crc32a,
+            Hash::Murmur,
+            Hash::Jenkins,
+            Hash::OneAtATime,
+            Hash::Hsieh,
+            Hash::Md5,
+        ];
+        let digits: [u32; 12] = [
+            737_744_598,
+            600_231_420,
+            605_325_334,
+            3_146_166_556,
+            2_257_596_867,
+            19_444,
+            3_421_780_262,
+            3_077_965_456,
+            427_260_662,
+            3_328_923_845,
+            3_841_726_064,
+            2_498_230_565,
+        ];
+        let high: [u32; 12] = [
+            3_373_746_798,
+            751_937_228,
+            674_832_654,
+            3_233_155_020,
+            2_492_909_455,
+            31_605,
+            2_071_311_882,
+            4_001_793_369,
+            2_409_679_535,
+            2_023_401_739,
+            482_868_745,
+            648_376_999,
+        ];
+        for (i, hash) in all.iter().enumerate() {
+            assert_eq!(hash.hash(b"123456789"), digits[i], "{hash}(123456789)");
+            assert_eq!(hash.hash(b"\xe9t\xe9\xff"), high[i], "{hash}(high bytes)");
+        }
     }
 
     #[test]
