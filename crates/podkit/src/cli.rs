@@ -8,7 +8,7 @@ use podkit_core::ContractArgs;
 const CATALOG: &str = "\
 Patterns of Designing Distributed Systems, by chapter:
   ch2  sidecar    topz, HTTPS (tls); config sync, git sync  podkit sidecar topz|tls
-  ch3  ambassador experiments (split); sharding, broker     podkit ambassador split
+  ch3  ambassador sharding (shard), experiments (split)     podkit ambassador shard|split
   ch4  adapter    metrics, logs, health                    (coming)
   ch5  lb         replicated load-balanced services        podkit lb
   ch5  cache      caching layer, rate limiting             podkit cache
@@ -71,6 +71,17 @@ pub enum SidecarCommand {
 pub enum AmbassadorCommand {
     /// Split clients between sides by weight (a 10% experiment), optionally teeing requests.
     Split(Split),
+    /// Shard Redis or memcache like twemproxy: its nutcracker.yaml, its flags, its key placement.
+    Shard(KvShard),
+}
+
+/// `podkit ambassador shard`
+#[derive(Args, Debug)]
+pub struct KvShard {
+    #[command(flatten)]
+    pub shard: podkit_kv::ShardArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
 }
 
 /// `podkit lb`

@@ -40,6 +40,22 @@ fn main() -> ExitCode {
             vec!["--listen"],
             &c.contract,
         ),
+        Cli::Ambassador(AmbassadorCommand::Shard(c)) => {
+            let pools = match podkit_kv::config::load(&c.shard.conf_file) {
+                Ok(pools) => pools,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            if c.shard.test_conf {
+                println!(
+                    "nutcracker: configuration file '{}' syntax is ok",
+                    c.shard.conf_file.display()
+                );
+                return ExitCode::SUCCESS;
+            }
+            component::run("shard", &c.contract, |ctx| {
+                podkit_kv::run(c.shard, pools, ctx)
+            })
+        }
         Cli::Lb(c) if c.preset.protocol == podkit_proxy::presets::Protocol::Tcp => {
             let settings = match c.preset.tcp_settings() {
                 Ok(settings) => settings,
