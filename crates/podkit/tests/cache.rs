@@ -169,9 +169,12 @@ fn no_cache_responses_are_revalidated_every_time() {
 fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
     let origin = Backend::start("origin");
     let (_c, addr) = cache(&origin, &[]);
-    let path = "/origin/swr?cc=max-age%3D1%2C%20stale-while-revalidate%3D30";
+    // max-age=3: the origin's Date has one-second granularity, so a stored
+    // copy may already be up to a second old; three seconds leave the
+    // refreshed copy fresh while the test looks at it.
+    let path = "/origin/swr?cc=max-age%3D3%2C%20stale-while-revalidate%3D30";
     let first = get(addr, path);
-    std::thread::sleep(Duration::from_millis(1200));
+    std::thread::sleep(Duration::from_millis(3100));
     let stale = get(addr, path);
     assert_eq!((x_cache(&stale), stale.text()), ("STALE", first.text()));
     // The background fetch lands in the store shortly after the origin answers it.
