@@ -1,59 +1,233 @@
-//! `kv`: Redis load through a sharding proxy against the same servers direct.
+//! `kv`: podkit's sharding ambassador against nutcracker (twemproxy), both in front of the
+//! same three redis-servers and three memcached, with one of the servers direct as the
+//! ceiling; and each proxy's memory with many idle client connections.
 //!
-//! The targets: `direct` (redis-benchmark to one redis-server, the ceiling) and
-//! `nutcracker` (twemproxy in front of three redis-servers). The podkit ambassador joins
-//! this benchmark when it lands.
+//! Both proxies read the same `nutcracker.yaml` (a Redis pool and a memcache pool) and
+//! run on one core: podkit with `--threads 1`, nutcracker single-threaded by design.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 
 use podkit_testkit::free_port;
-use podkit_testkit::servers::{Nutcracker, Redis};
+use podkit_testkit::podkit::Podkit;
+use podkit_testkit::servers::{Memcached, Nutcracker, Redis};
 
 use crate::harness::{output, pin, pinned, Measurement, Report, CLIENT_CORES, SERVER_CORES};
+use crate::memload::Summary;
+use crate::podkit_binary;
+
+/// The listening ports of one proxy's two pools.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    redis: u16,
+    memcache: u16,
+}
 
 /// Runs the benchmark.
 pub fn run(quick: bool) -> Result<Report, String> {
     let requests = if quick { 20_000 } else { 400_000 };
+    let idle_clients = if quick { 100 } else { 1_000 };
     let clients = 50;
-    let mut report = Report::new("kv", "Redis through a proxy vs direct", quick);
-    report.setup.push(format!(
-        "Load: redis-benchmark -c {clients} -n {requests} -t get,set, without pipelining and with -P 16"
-    ));
-    report
-        .setup
-        .push("nutcracker 0.5 (Debian) in front of 3 redis-servers, fnv1a_64 + ketama".into());
-
-    let mut shards = Vec::new();
-    for _ in 0..3 {
-        let mut redis = Redis::start().map_err(|e| e.to_string())?;
-        pin(redis.process().pid().unwrap_or(0), SERVER_CORES)?;
-        shards.push(redis);
-    }
-    let listen = free_port();
-    let servers: String = shards
-        .iter()
-        .map(|r| format!("   - {}:1\n", r.addr))
-        .collect();
-    let config = format!(
-        "bench:\n  listen: 127.0.0.1:{listen}\n  hash: fnv1a_64\n  distribution: ketama\n  \
-         redis: true\n  timeout: 5000\n  servers:\n{servers}"
+    let mut report = Report::new(
+        "kv",
+        "Redis and memcache through a sharding proxy: podkit vs nutcracker",
+        quick,
     );
-    let mut nutcracker = Nutcracker::start(&config).map_err(|e| e.to_string())?;
-    pin(nutcracker.process().pid().unwrap_or(0), SERVER_CORES)?;
+    report.setup.push(format!(
+        "Redis load: redis-benchmark -c {clients} -n {requests} -r 10000 -t set,get, without pipelining and with -P 16"
+    ));
+    report.setup.push(format!(
+        "memcache load: podkit-bench memload (bench/src/memload.rs, one thread like \
+         redis-benchmark) -c {clients} -n {requests}, set then get, 3-byte values, \
+         10,000 keys, without pipelining and with -P 16"
+    ));
+    report.setup.push(
+        "Both proxies read the same nutcracker.yaml: a Redis pool over 3 redis-servers and \
+         a memcache pool over 3 memcached, fnv1a_64 + ketama; nutcracker 0.5 (Debian), \
+         podkit ambassador shard --threads 1"
+            .into(),
+    );
 
-    let targets = [("direct", shards[0].addr.port()), ("nutcracker", listen)];
+    let mut redis = Vec::new();
+    let mut memcached = Vec::new();
+    for _ in 0..3 {
+        let mut server = Redis::start().map_err(|e| e.to_string())?;
+        pin(server.process().pid().unwrap_or(0), SERVER_CORES)?;
+        redis.push(server);
+        let mut server = Memcached::start().map_err(|e| e.to_string())?;
+        pin(server.process().pid().unwrap_or(0), SERVER_CORES)?;
+        memcached.push(server);
+    }
+    let config = |ports: Ports| {
+        let lines = |addrs: Vec<String>| -> String {
+            addrs.iter().map(|a| format!("   - {a}:1\n")).collect()
+        };
+        format!(
+            "redis_pool:\n  listen: 127.0.0.1:{}\n  hash: fnv1a_64\n  distribution: ketama\n  \
+             redis: true\n  timeout: 5000\n  servers:\n{}\
+             memcache_pool:\n  listen: 127.0.0.1:{}\n  hash: fnv1a_64\n  distribution: ketama\n  \
+             timeout: 5000\n  servers:\n{}",
+            ports.redis,
+            lines(redis.iter().map(|r| r.addr.to_string()).collect()),
+            ports.memcache,
+            lines(memcached.iter().map(|m| m.addr.to_string()).collect()),
+        )
+    };
+    let nutcracker_ports = Ports {
+        redis: free_port(),
+        memcache: free_port(),
+    };
+    let mut nutcracker = Nutcracker::start(&config(nutcracker_ports)).map_err(|e| e.to_string())?;
+    let nutcracker_pid = nutcracker.process().pid().unwrap_or(0);
+    pin(nutcracker_pid, SERVER_CORES)?;
+
+    let podkit_ports = Ports {
+        redis: free_port(),
+        memcache: free_port(),
+    };
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let file = dir.path().join("nutcracker.yaml");
+    std::fs::write(&file, config(podkit_ports)).map_err(|e| e.to_string())?;
+    let mut podkit = Podkit::start(
+        &podkit_binary(),
+        &[
+            "ambassador",
+            "shard",
+            "-c",
+            &file.to_string_lossy(),
+            "--threads",
+            "1",
+            "--log-level",
+            "warn",
+        ],
+    )
+    .map_err(|e| e.to_string())?;
+    podkit.wait_ready().map_err(|e| e.to_string())?;
+    let podkit_pid = podkit.process().pid().unwrap_or(0);
+    pin(podkit_pid, SERVER_CORES)?;
+
+    let direct = Ports {
+        redis: redis[0].addr.port(),
+        memcache: memcached[0].addr.port(),
+    };
+    let targets = [
+        ("direct", direct),
+        ("nutcracker", nutcracker_ports),
+        ("podkit", podkit_ports),
+    ];
     for pipeline in [1, 16] {
-        for (target, port) in targets {
-            for m in redis_benchmark(target, port, clients, requests, pipeline)? {
-                report.measurements.push(m);
+        for (target, ports) in targets {
+            report.measurements.extend(redis_benchmark(
+                target,
+                ports.redis,
+                clients,
+                requests,
+                pipeline,
+            )?);
+        }
+        for (target, ports) in targets {
+            for op in ["set", "get"] {
+                report.measurements.push(memload(
+                    target,
+                    ports.memcache,
+                    clients,
+                    requests,
+                    pipeline,
+                    op,
+                )?);
             }
         }
     }
+    report.ratios.push(("podkit".into(), "nutcracker".into()));
+    report.ratios.push(("podkit".into(), "direct".into()));
     report.ratios.push(("nutcracker".into(), "direct".into()));
+
+    let nutcracker_rss = idle_rss(nutcracker_pid, nutcracker_ports.redis, idle_clients)?;
+    let podkit_rss = idle_rss(podkit_pid, podkit_ports.redis, idle_clients)?;
+    report.notes.push(format!(
+        "Resident memory with {idle_clients} idle client connections (each sent one PING), \
+         after the load above: podkit {:.1} MiB (before: {:.1} MiB), nutcracker {:.1} MiB \
+         (before: {:.1} MiB).",
+        mib(podkit_rss.1),
+        mib(podkit_rss.0),
+        mib(nutcracker_rss.1),
+        mib(nutcracker_rss.0),
+    ));
     report.notes.push(
-        "direct sends every key to one redis-server; the proxies spread keys over three, \
-         all on the same core."
+        "direct sends every key to one server; the proxies spread keys over three, all on \
+         the same core as the proxy."
             .into(),
     );
     Ok(report)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// The resident set (KiB) of `pid` before and while `count` client connections, each
+/// having sent one PING, sit idle on `port`.
+fn idle_rss(pid: u32, port: u16, count: usize) -> Result<(u64, u64), String> {
+    let before = rss_kib(pid)?;
+    let mut idle = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("idle client: {e}"))?;
+        stream
+            .write_all(b"*1\r\n$4\r\nPING\r\n")
+            .map_err(|e| format!("idle client: {e}"))?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader
+            .read_line(&mut line)
+            .map_err(|e| format!("idle client: {e}"))?;
+        if line != "+PONG\r\n" {
+            return Err(format!("idle client: PING answered {line:?}"));
+        }
+        idle.push(reader);
+    }
+    let during = rss_kib(pid)?;
+    drop(idle);
+    Ok((before, during))
+}
+
+/// `VmRSS` of a process, in KiB.
+fn rss_kib(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+fn memload(
+    target: &str,
+    port: u16,
+    clients: u32,
+    requests: u32,
+    pipeline: u32,
+    op: &str,
+) -> Result<Measurement, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let line = output(
+        pinned(CLIENT_CORES, &exe.to_string_lossy())
+            .arg("memload")
+            .args(["--port", &port.to_string()])
+            .args(["--clients", &clients.to_string()])
+            .args(["--requests", &requests.to_string()])
+            .args(["--pipeline", &pipeline.to_string()])
+            .args(["--op", op]),
+    )?;
+    let summary = Summary::parse(line.trim()).ok_or_else(|| format!("memload printed {line:?}"))?;
+    Ok(Measurement {
+        target: target.to_string(),
+        case: format!("memcache {op} -P {pipeline}"),
+        requests_per_second: summary.requests_per_second,
+        p50_ms: summary.p50_ms,
+        p99_ms: summary.p99_ms,
+    })
 }
 
 fn redis_benchmark(
@@ -67,14 +241,15 @@ fn redis_benchmark(
         pinned(CLIENT_CORES, "redis-benchmark")
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
-            .args(["-P", &pipeline.to_string(), "-t", "get,set", "--csv"]),
+            .args(["-P", &pipeline.to_string(), "-r", "10000"])
+            .args(["-t", "set,get", "--csv"]),
     )?;
     parse_csv(&csv)
         .into_iter()
         .map(|(test, rps, p50, p99)| {
             Ok(Measurement {
                 target: target.to_string(),
-                case: format!("{test} -P {pipeline}"),
+                case: format!("redis {} -P {pipeline}", test.to_lowercase()),
                 requests_per_second: rps,
                 p50_ms: p50,
                 p99_ms: p99,

@@ -6,6 +6,7 @@ mod cache;
 mod harness;
 mod kv;
 mod lb;
+mod memload;
 mod tls;
 mod wrk;
 
@@ -18,7 +19,10 @@ const BENCHMARKS: [(&str, &str); 4] = [
         "cache",
         "podkit cache vs Varnish: small and 1 MiB hits, and the miss path (wrk)",
     ),
-    ("kv", "Redis through a proxy vs direct (redis-benchmark)"),
+    (
+        "kv",
+        "podkit ambassador shard vs nutcracker: Redis and memcache, idle-client memory",
+    ),
     (
         "lb",
         "podkit lb vs nginx vs haproxy, round-robin over two backends (wrk)",
@@ -37,8 +41,26 @@ pub fn podkit_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("podkit"))
 }
 
+/// `podkit-bench memload ...`: the memcache load generator, run pinned by the `kv`
+/// benchmark.
+fn run_memload(args: &[String]) -> ExitCode {
+    match memload::Load::from_args(args).and_then(|load| memload::run(&load)) {
+        Ok(summary) => {
+            println!("{}", summary.line());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("podkit-bench: error: memload: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("memload") {
+        return run_memload(&args[1..]);
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let names: Vec<&str> = args
         .iter()

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -47,26 +48,9 @@ pub async fn serve<S, IO>(
     S: Session,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut reader, mut writer) = tokio::io::split(io);
-    let (tx, mut rx) = mpsc::channel::<AnswerFuture>(4096);
-    let writing = tokio::spawn(async move {
-        while let Some(answer) = rx.recv().await {
-            match answer.await {
-                Answer::Reply(bytes) => {
-                    if writer.write_all(&bytes).await.is_err() {
-                        return;
-                    }
-                }
-                Answer::Close(bytes) => {
-                    let _ = writer.write_all(&bytes).await;
-                    let _ = writer.shutdown().await;
-                    return;
-                }
-                Answer::Silent => {}
-            }
-        }
-        let _ = writer.shutdown().await;
-    });
+    let (mut reader, writer) = tokio::io::split(io);
+    let (tx, rx) = mpsc::channel::<AnswerFuture>(4096);
+    let writing = tokio::spawn(write_answers(rx, writer));
     let mut buf = BytesMut::with_capacity(16 << 10);
     'reading: loop {
         let read = tokio::select! {
@@ -88,4 +72,75 @@ pub async fn serve<S, IO>(
     }
     drop(tx);
     let _ = writing.await;
+}
+
+/// Bytes of answers gathered before they are written even if more are ready.
+const WRITE_BATCH: usize = 64 << 10;
+
+/// Writes the answers in order. Answers that are already there when the previous one is
+/// written go out in the same write, so a pipeline's replies leave in one system call
+/// (as nutcracker's writev does) rather than one each.
+async fn write_answers<W: AsyncWrite + Unpin>(
+    mut answers: mpsc::Receiver<AnswerFuture>,
+    mut writer: W,
+) {
+    let mut out = BytesMut::with_capacity(16 << 10);
+    loop {
+        let next = if out.is_empty() {
+            answers.recv().await
+        } else {
+            match answers.try_recv() {
+                Ok(next) => Some(next),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if writer.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            }
+        };
+        let Some(mut answer) = next else { break };
+        let answer = match poll_once(&mut answer).await {
+            Poll::Ready(answer) => answer,
+            Poll::Pending => {
+                // Not there yet: what is ready goes out while it is awaited.
+                if !out.is_empty() {
+                    if writer.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                }
+                answer.await
+            }
+        };
+        match answer {
+            Answer::Reply(bytes) => {
+                out.extend_from_slice(&bytes);
+                if out.len() >= WRITE_BATCH {
+                    if writer.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                }
+            }
+            Answer::Close(bytes) => {
+                out.extend_from_slice(&bytes);
+                let _ = writer.write_all(&out).await;
+                let _ = writer.shutdown().await;
+                return;
+            }
+            Answer::Silent => {}
+        }
+    }
+    if !out.is_empty() {
+        let _ = writer.write_all(&out).await;
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Polls `future` once.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
 }

@@ -9,6 +9,7 @@
 //!
 //! - [`config`]: `nutcracker.yaml` as it is;
 //! - [`resp`], [`memcache`]: the protocols as pure codecs;
+//! - [`invariants`]: what the codecs keep on any input (property tests, fuzz targets);
 //! - [`redis_cmd`]: which Redis commands go where;
 //! - [`pool`], [`backend`]: placement, server connections, ejection;
 //! - [`client`], [`redis`], [`memcached`]: client connections;
@@ -18,6 +19,7 @@
 pub mod backend;
 pub mod client;
 pub mod config;
+pub mod invariants;
 pub mod memcache;
 pub mod memcached;
 pub mod metrics;

@@ -245,7 +245,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!((key.as_ref(), noreply, raw.len()), (&b"k"[..], true, 31));
+        assert_eq!((key.as_ref(), noreply, raw.len()), (&b"k"[..], true, 28));
         assert_eq!(one(b"set k 0 0 5\r\nhel"), Ok(None));
         assert!(matches!(
             one(b"incr n 5\r\n"),

@@ -74,7 +74,8 @@ pub struct ShardArgs {
     /// nutcracker's `-d`: podkit stays in the foreground, as a container's process should.
     #[arg(short = 'd', long = "daemonize", env = "PODKIT_DAEMONIZE")]
     pub daemonize: bool,
-    /// nutcracker's log level (`-v`, 0 to 11); mapped onto podkit's log levels.
+    /// nutcracker's log level (`-v`, 0 to 11), mapped onto podkit's when `--log-level`
+    /// is not given: up to 3 error, 4 warn, 5 and 6 info, 7 debug, 8 and more trace.
     #[arg(
         short = 'v',
         long = "verbose",
@@ -98,6 +99,18 @@ pub struct ShardArgs {
         value_name = "N"
     )]
     pub mbuf_size: Option<usize>,
+}
+
+/// The podkit log filter for nutcracker's `-v N` (syslog-like levels, 5 its default);
+/// debug and trace apply to the ambassador's own events only.
+pub fn log_level(verbose: u8) -> &'static str {
+    match verbose {
+        0..=3 => "error",
+        4 => "warn",
+        5 | 6 => "info",
+        7 => "info,podkit_kv=debug",
+        _ => "info,podkit_kv=trace",
+    }
 }
 
 /// Serves every pool until shutdown.
@@ -251,5 +264,28 @@ async fn accept_one(listener: &Listener) -> std::io::Result<Box<dyn Io>> {
             let (stream, _) = l.accept().await?;
             Ok(Box::new(stream))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nutcracker_verbosity_maps_onto_log_levels() {
+        let levels: Vec<&str> = [0, 3, 4, 5, 6, 7, 11]
+            .into_iter()
+            .map(super::log_level)
+            .collect();
+        assert_eq!(
+            levels,
+            [
+                "error",
+                "error",
+                "warn",
+                "info",
+                "info",
+                "info,podkit_kv=debug",
+                "info,podkit_kv=trace"
+            ]
+        );
     }
 }

@@ -56,7 +56,18 @@ async fn http_get(port: u16, path: &str) -> bool {
         return false;
     }
     // "HTTP/1.1 200"
-    matches!(head.get(9), Some(b'2') | Some(b'3'))
+    let ok = matches!(head.get(9), Some(b'2') | Some(b'3'));
+    // Read the rest (up to 64 KiB) as a kubelet does, so that the server sees an orderly
+    // close instead of a reset from unread data.
+    let mut rest = [0u8; 4096];
+    let mut read = 0;
+    while read < 64 << 10 {
+        match stream.read(&mut rest).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => read += n,
+        }
+    }
+    ok
 }
 
 /// Interval and thresholds applied to a sequence of results.

@@ -52,7 +52,14 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::SUCCESS;
             }
-            component::run("shard", &c.contract, |ctx| {
+            let mut contract = c.contract.clone();
+            if contract.log_level.is_none() {
+                contract.log_level = c
+                    .shard
+                    .verbose
+                    .map(|v| podkit_kv::server::log_level(v).to_string());
+            }
+            component::run("shard", &contract, |ctx| {
                 podkit_kv::run(c.shard, pools, ctx)
             })
         }

@@ -40,6 +40,14 @@ fn run_example(name: &str, fixed: &[u16], prepare: impl FnOnce(&Path)) -> Exampl
         ports.insert(port, free);
     }
     std::fs::write(dir.path().join("podkit.yaml"), yaml).unwrap();
+    // The example's other files (an application's script) go beside it.
+    for entry in std::fs::read_dir(root().join("examples").join(name)).unwrap() {
+        let path = entry.unwrap().path();
+        let file_name = path.file_name().unwrap();
+        if path.is_file() && file_name != "podkit.yaml" {
+            std::fs::copy(&path, dir.path().join(file_name)).unwrap();
+        }
+    }
     prepare(dir.path());
     // The example's own programs (dictionary-server) are built beside podkit.
     let bin_dir = Path::new(PODKIT).parent().unwrap();
@@ -234,4 +242,105 @@ fn sharded_http_keeps_each_key_on_one_replicated_shard() {
         3,
         "keys spread over the three shards: {shards:?}"
     );
+}
+
+/// Sends `text` on a new connection and reads until the peer closes it (the text ends
+/// with a quit command).
+fn exchange(addr: SocketAddr, text: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn sharded_redis_app_counts_through_its_ambassador_over_three_shards() {
+    let example = run_example("sharded-redis", &[7001, 7002, 7003, 8090], |_| {});
+    let app = example.ports[&8090];
+    // Keys that differ in their first characters: under fnv1a_64 as nutcracker computes
+    // it, keys differing only at the end cluster (counter-0 .. counter-99 all land on
+    // two of the three shards, with nutcracker as with podkit).
+    let names: Vec<String> = (0..100).map(|i| format!("{i}-counter")).collect();
+    for round in 1..=2 {
+        for name in &names {
+            let reply = get(app, &format!("/incr/{name}"));
+            assert_eq!(
+                (reply.status, reply.text().trim().to_string()),
+                (200, round.to_string()),
+                "{name}"
+            );
+        }
+    }
+    let both = get(app, "/get/0-counter,1-counter,missing");
+    let values: Value = serde_json::from_slice(&both.body).unwrap();
+    assert_eq!(
+        values,
+        serde_json::json!({"0-counter": "2", "1-counter": "2", "missing": null})
+    );
+    // The counters are spread over the three shards, each key on exactly one.
+    let mut total = 0;
+    for port in [7001, 7002, 7003] {
+        let reply = exchange(example.ports[&port], "DBSIZE\r\nQUIT\r\n");
+        let size: usize = reply
+            .strip_prefix(':')
+            .and_then(|r| r.split("\r\n").next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("DBSIZE answered {reply:?}"));
+        assert!(size > 0, "shard {port} holds none of the counters");
+        total += size;
+    }
+    assert_eq!(total, names.len());
+}
+
+#[test]
+fn sharded_memcache_ambassador_and_shared_router_place_keys_alike() {
+    let example = run_example("sharded-memcache", &[7101, 7102, 7103, 7111, 7211], |_| {});
+    let ambassador = example.ports[&7111];
+    let router = example.ports[&7211];
+    let status = example.status();
+    let routers = status["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "shared-twemproxy")
+        .unwrap()["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ready"] == true)
+        .count();
+    assert_eq!(routers, 3, "three ready shard routers: {status}");
+    let keys: Vec<String> = (0..200).map(|i| format!("{i}-key")).collect();
+    let sets: String = keys
+        .iter()
+        .map(|k| format!("set {k} 0 0 {} noreply\r\n{k}\r\n", k.len()))
+        .collect();
+    exchange(ambassador, &format!("{sets}quit\r\n"));
+    // Read back through the shared router, over several connections (the service
+    // spreads them over the routers).
+    for chunk in keys.chunks(20) {
+        let reply = exchange(router, &format!("get {}\r\nquit\r\n", chunk.join(" ")));
+        for k in chunk {
+            assert!(
+                reply.contains(&format!("VALUE {k} 0 {}\r\n{k}\r\n", k.len())),
+                "{k} not found through the router: {reply}"
+            );
+        }
+    }
+    let mut total = 0;
+    for port in [7101, 7102, 7103] {
+        let reply = exchange(
+            example.ports[&port],
+            &format!("get {}\r\nquit\r\n", keys.join(" ")),
+        );
+        let held = reply.matches("VALUE ").count();
+        assert!(held > 0, "memcached {port} holds none of the keys");
+        total += held;
+    }
+    assert_eq!(total, keys.len(), "each key on exactly one shard");
 }
