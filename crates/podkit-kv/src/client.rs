@@ -51,7 +51,8 @@ pub async fn serve<S, IO>(
     let (mut reader, writer) = tokio::io::split(io);
     let (tx, rx) = mpsc::channel::<AnswerFuture>(4096);
     let writing = tokio::spawn(write_answers(rx, writer));
-    let mut buf = BytesMut::with_capacity(16 << 10);
+    // Small to start: an idle client costs little; a busy one grows its buffer.
+    let mut buf = BytesMut::with_capacity(READ_START);
     'reading: loop {
         let read = tokio::select! {
             read = reader.read_buf(&mut buf) => read,
@@ -66,13 +67,18 @@ pub async fn serve<S, IO>(
                 break 'reading;
             }
         }
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(16 << 10);
+        if buf.capacity() - buf.len() < READ_START / 4 {
+            buf.reserve(buf.capacity().clamp(READ_START, READ_MAX));
         }
     }
     drop(tx);
     let _ = writing.await;
 }
+
+/// A client's first read buffer.
+const READ_START: usize = 2 << 10;
+/// The most a client's read buffer grows by at once.
+const READ_MAX: usize = 64 << 10;
 
 /// Bytes of answers gathered before they are written even if more are ready.
 const WRITE_BATCH: usize = 64 << 10;
@@ -84,7 +90,7 @@ async fn write_answers<W: AsyncWrite + Unpin>(
     mut answers: mpsc::Receiver<AnswerFuture>,
     mut writer: W,
 ) {
-    let mut out = BytesMut::with_capacity(16 << 10);
+    let mut out = BytesMut::new();
     loop {
         let next = if out.is_empty() {
             answers.recv().await
