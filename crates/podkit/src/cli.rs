@@ -17,7 +17,7 @@ Patterns of Designing Distributed Systems, by chapter:
   ch7  scatter    scatter/gather                           (coming)
   ch8  fn         functions and event-driven processing    (coming)
   ch9  lock/elect ownership election                       (coming)
-  ch10 queue      work queues                              (coming)
+  ch10 queue      work queues: manager, sources             podkit queue run|status|retry, podkit source dir|file
   ch11 flow       event-driven batch processing            (coming)
   ch12 join/reduce coordinated batch processing            (coming)
   all  up         run a topology on one machine            podkit up FILE
@@ -46,6 +46,79 @@ pub enum Cli {
     Proxy(Proxy),
     /// Run a topology of pods, replicas and services on this machine.
     Up(Up),
+    /// Work queues (ch10): run a worker for every item of a source, durably.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Work-queue sources (ch10): serve /api/v1/items from a directory or a file.
+    #[command(subcommand)]
+    Source(SourceCommand),
+}
+
+/// `podkit queue ...`
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// The manager: list the source, run the worker for each item not yet done, retry, record.
+    Run(Box<QueueRun>),
+    /// Counts, rate, processing times and ETA of a manager's queue.
+    Status(QueueStatus),
+    /// Try failed items again (all of them, or those named).
+    Retry(QueueRetry),
+}
+
+/// `podkit queue run`
+#[derive(Args, Debug)]
+pub struct QueueRun {
+    #[command(flatten)]
+    pub run: podkit_queue::manager::RunArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
+}
+
+/// `podkit queue status`
+#[derive(Args, Debug)]
+pub struct QueueStatus {
+    #[command(flatten)]
+    pub status: podkit_queue::status::StatusArgs,
+}
+
+/// `podkit queue retry`
+#[derive(Args, Debug)]
+pub struct QueueRetry {
+    #[command(flatten)]
+    pub retry: podkit_queue::status::RetryArgs,
+}
+
+/// `podkit source ...`
+#[derive(Subcommand, Debug)]
+pub enum SourceCommand {
+    /// The files of a directory that match a pattern (the book's NFS source).
+    Dir(SourceDir),
+    /// A static list of items from a JSON-lines file.
+    File(SourceFile),
+}
+
+/// `podkit source dir`
+#[derive(Args, Debug)]
+pub struct SourceDir {
+    #[command(flatten)]
+    pub dir: podkit_queue::sources::DirArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
+}
+
+/// `podkit source file`
+#[derive(Args, Debug)]
+pub struct SourceFile {
+    #[command(flatten)]
+    pub file: podkit_queue::sources::FileArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
 }
 
 /// `podkit up`

@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
-use cli::{AmbassadorCommand, Cli, SidecarCommand};
+use cli::{AmbassadorCommand, Cli, QueueCommand, SidecarCommand, SourceCommand};
 use podkit_core::{component, ConfigError, ContractArgs};
 use podkit_proxy::{ProxyConfig, Source};
 
@@ -107,6 +107,32 @@ fn main() -> ExitCode {
             c.contract.threads = 1;
             component::run("up", &c.contract, |ctx| podkit_up::run(c.up, loaded, ctx))
         }
+        Cli::Queue(QueueCommand::Run(c)) => {
+            let cli::QueueRun { run, contract, .. } = *c;
+            component::run("queue", &contract, |ctx| {
+                podkit_queue::manager::run(run, ctx)
+            })
+        }
+        Cli::Queue(QueueCommand::Status(c)) => report(podkit_queue::status::status(&c.status)),
+        Cli::Queue(QueueCommand::Retry(c)) => report(podkit_queue::status::retry(&c.retry)),
+        Cli::Source(SourceCommand::Dir(c)) => {
+            let items = match c.dir.items() {
+                Ok(items) => items,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            component::run("source", &c.contract, |ctx| {
+                podkit_queue::sources::serve_items(items, c.dir.listen, ctx)
+            })
+        }
+        Cli::Source(SourceCommand::File(c)) => {
+            let items = match c.file.items() {
+                Ok(items) => items,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            component::run("source", &c.contract, |ctx| {
+                podkit_queue::sources::serve_items(items, c.file.listen, ctx)
+            })
+        }
         Cli::Proxy(c) => {
             let config = match c.proxy.load() {
                 Ok(config) => config,
@@ -120,6 +146,20 @@ fn main() -> ExitCode {
             component::run("proxy", &c.contract, |ctx| {
                 podkit_proxy::run(config, source, ctx)
             })
+        }
+    }
+}
+
+/// Prints what a one-shot command produced, or its error (exit 1).
+fn report(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("podkit: error: {err}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,169 @@
+//! The manager's durable state: an append-only file of JSON lines (`journal.jsonl` under
+//! `--state`), one [`Event`] per line, written and `fdatasync`ed before an outcome is
+//! acknowledged. A line torn by a crash is dropped when the journal is opened; opening
+//! also compacts it to one or two lines per item.
+//!
+//! A plain file rather than an embedded database: `podkit queue status` and `podkit queue
+//! retry` read and append to it while the manager runs (appends of whole lines with
+//! `O_APPEND`), which a database that locks its files to one process would not allow.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::state::{Event, State};
+
+/// The journal's file name under the state directory.
+pub const FILE: &str = "journal.jsonl";
+
+/// An open journal, appended to by the manager.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+    /// Bytes of the file already folded into the manager's state.
+    read_to: u64,
+}
+
+/// Folds the complete lines of `reader`; returns the bytes they span.
+fn fold_lines(reader: impl Read, state: &mut State) -> io::Result<u64> {
+    let mut reader = BufReader::new(reader);
+    let mut consumed = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            // End, or a line still being written (or torn by a crash).
+            return Ok(consumed);
+        }
+        consumed += n as u64;
+        match serde_json::from_slice::<Event>(&line) {
+            Ok(event) => state.apply(&event),
+            Err(err) => {
+                tracing::warn!(error = %err, "journal: skipping a line that is not an event")
+            }
+        }
+    }
+}
+
+/// Reads the journal under `dir` without changing it (for `podkit queue status`).
+pub fn read(dir: &Path) -> io::Result<State> {
+    let mut state = State::default();
+    match File::open(dir.join(FILE)) {
+        Ok(file) => {
+            fold_lines(file, &mut state)?;
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    Ok(state)
+}
+
+/// Appends events to the journal under `dir` (for `podkit queue retry`), durably.
+pub fn append_to(dir: &Path, events: &[Event]) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(FILE))?;
+    write_events(&mut file, events)?;
+    file.sync_data()
+}
+
+fn write_events(file: &mut File, events: &[Event]) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(events.len() * 96);
+    for event in events {
+        serde_json::to_writer(&mut buf, event).map_err(io::Error::other)?;
+        buf.push(b'\n');
+    }
+    // One write: with O_APPEND, lines from other processes do not interleave with these.
+    file.write_all(&buf)
+}
+
+impl Journal {
+    /// Opens (creating) the journal under `dir`, folds it, drops a torn last line and
+    /// compacts it; returns the journal and the state it holds.
+    pub fn open(dir: &Path) -> io::Result<(Journal, State)> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(FILE);
+        let state = read(dir)?;
+        // Compact: write the snapshot beside it, sync, and rename over it.
+        let compacted = dir.join(format!("{FILE}.compacting"));
+        {
+            let mut file = File::create(&compacted)?;
+            write_events(&mut file, &state.snapshot())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&compacted, &path)?;
+        File::open(dir)?.sync_all()?;
+        let file = OpenOptions::new().append(true).open(&path)?;
+        let read_to = file.metadata()?.len();
+        Ok((
+            Journal {
+                path,
+                file,
+                read_to,
+            },
+            state,
+        ))
+    }
+
+    /// Appends `events` and syncs them to disk: only then may they be acknowledged.
+    pub fn append(&mut self, events: &[Event]) -> io::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        write_events(&mut self.file, events)?;
+        self.file.sync_data()
+    }
+
+    /// Folds into `state` what was appended since the last call, by this process or by
+    /// another (`podkit queue retry`). Events already applied apply again harmlessly.
+    pub fn catch_up(&mut self, state: &mut State) -> io::Result<()> {
+        let mut file = File::open(&self.path)?;
+        file.seek(SeekFrom::Start(self.read_to))?;
+        self.read_to += fold_lines(file, state)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Standing;
+
+    fn done(item: &str) -> Event {
+        Event::Done {
+            item: item.into(),
+            attempt: 1,
+            secs: 0.5,
+        }
+    }
+
+    #[test]
+    fn survives_reopening_a_torn_line_and_outside_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, state) = Journal::open(dir.path()).unwrap();
+        assert!(state.items.is_empty());
+        journal.append(&[done("a"), done("b")]).unwrap();
+        drop(journal);
+        // A crash in the middle of a line.
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(FILE))
+            .unwrap();
+        file.write_all(br#"{"event":"done","item":"c","att"#)
+            .unwrap();
+        drop(file);
+        let (mut journal, mut state) = Journal::open(dir.path()).unwrap();
+        assert_eq!(state.counts(3), (0, 2, 0));
+        // Another process asks for a retry while the manager runs.
+        append_to(dir.path(), &[Event::Retry { item: "a".into() }]).unwrap();
+        journal.append(&[done("d")]).unwrap();
+        journal.catch_up(&mut state).unwrap();
+        assert_eq!(state.items["a"].standing(3), Standing::Pending);
+        assert_eq!(state.items["d"].standing(3), Standing::Done);
+        assert_eq!(read(dir.path()).unwrap().counts(3), (1, 2, 0));
+    }
+}

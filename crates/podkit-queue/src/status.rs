@@ -1,0 +1,192 @@
+//! `podkit queue status` and `podkit queue retry`: reading and amending a manager's state
+//! directory from another process, while the manager runs or after it stopped.
+//!
+//! The manager writes a [`Snapshot`] (`status.json`) at most once a second; the journal
+//! has the durable counts when no manager runs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal;
+use crate::state::{Event, Standing};
+
+/// The file name of the manager's snapshot.
+pub const SNAPSHOT: &str = "status.json";
+
+/// What a running manager reports about its queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub pid: u32,
+    pub updated: String,
+    pub pending: usize,
+    pub running: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub parallelism: usize,
+    /// Attempts finished per second over the last minute.
+    pub rate_per_second: f64,
+    pub p50_seconds: Option<f64>,
+    pub p90_seconds: Option<f64>,
+    pub p99_seconds: Option<f64>,
+    pub eta_seconds: Option<f64>,
+}
+
+impl Snapshot {
+    /// Writes `status.json` under `dir` (replaced whole, never half-written).
+    pub fn write(&self, dir: &Path) {
+        let tmp = dir.join(format!("{SNAPSHOT}.tmp"));
+        let written = serde_json::to_vec_pretty(self)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, dir.join(SNAPSHOT)));
+        if let Err(err) = written {
+            tracing::warn!(error = %err, "writing status.json failed");
+        }
+    }
+
+    /// The lines `podkit queue status` prints.
+    pub fn render(&self) -> String {
+        let secs = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.3}s"));
+        let total = self.pending + self.running + self.done + self.failed;
+        let finished = self.done + self.failed;
+        let percent = if total == 0 {
+            100.0
+        } else {
+            finished as f64 * 100.0 / total as f64
+        };
+        format!(
+            "manager pid {} (updated {})\n\
+             items: {total} listed, {} pending, {} running, {} done, {} failed ({percent:.1}% finished)\n\
+             parallelism: {}\n\
+             rate: {:.2} items/s over the last minute; processing p50 {} p90 {} p99 {}\n\
+             eta: {}\n",
+            self.pid,
+            self.updated,
+            self.pending,
+            self.running,
+            self.done,
+            self.failed,
+            self.parallelism,
+            self.rate_per_second,
+            secs(self.p50_seconds),
+            secs(self.p90_seconds),
+            secs(self.p99_seconds),
+            self.eta_seconds
+                .map_or("-".to_string(), |s| humantime::format_duration(std::time::Duration::from_secs(s.ceil() as u64)).to_string()),
+        )
+    }
+}
+
+/// The flags of `podkit queue status`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StatusArgs {
+    /// The manager's state directory.
+    #[arg(long, env = "PODKIT_STATE", value_name = "DIR")]
+    pub state: PathBuf,
+    /// Attempts the manager allows (to tell failed items from retrying ones when no
+    /// manager runs).
+    #[arg(
+        long,
+        env = "PODKIT_MAX_ATTEMPTS",
+        default_value_t = 3,
+        value_name = "N"
+    )]
+    pub max_attempts: u32,
+    /// Print the snapshot as JSON.
+    #[arg(long, env = "PODKIT_JSON")]
+    pub json: bool,
+}
+
+/// The flags of `podkit queue retry`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RetryArgs {
+    /// The manager's state directory.
+    #[arg(long, env = "PODKIT_STATE", value_name = "DIR")]
+    pub state: PathBuf,
+    /// Attempts the manager allows: items with this many failures are the failed ones.
+    #[arg(
+        long,
+        env = "PODKIT_MAX_ATTEMPTS",
+        default_value_t = 3,
+        value_name = "N"
+    )]
+    pub max_attempts: u32,
+    /// Items to try again; none means every failed item.
+    pub items: Vec<String>,
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// `podkit queue status`: what a running manager reports, else what the journal holds.
+pub fn status(args: &StatusArgs) -> Result<String, String> {
+    let snapshot = std::fs::read(args.state.join(SNAPSHOT))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok());
+    if let Some(snapshot) = snapshot.filter(|s| alive(s.pid)) {
+        return Ok(if args.json {
+            serde_json::to_string_pretty(&snapshot).unwrap_or_default() + "\n"
+        } else {
+            snapshot.render()
+        });
+    }
+    let state = journal::read(&args.state).map_err(|e| format!("{}: {e}", args.state.display()))?;
+    let (retrying, done, failed) = state.counts(args.max_attempts);
+    if args.json {
+        return Ok(serde_json::json!({
+            "manager": null, "done": done, "failed": failed, "retrying": retrying
+        })
+        .to_string()
+            + "\n");
+    }
+    let mut out = format!(
+        "no manager running; the journal holds {done} done, {failed} failed, {retrying} waiting to be retried\n"
+    );
+    let mut failed_items: Vec<(&String, &Option<String>)> = state
+        .items
+        .iter()
+        .filter(|(_, r)| r.standing(args.max_attempts) == Standing::Failed)
+        .map(|(n, r)| (n, &r.last_error))
+        .collect();
+    failed_items.sort();
+    for (name, error) in failed_items.iter().take(20) {
+        out.push_str(&format!(
+            "  failed: {name} ({})\n",
+            error.as_deref().unwrap_or("?")
+        ));
+    }
+    Ok(out)
+}
+
+/// `podkit queue retry`: appends retry events for the named (or all failed) items.
+pub fn retry(args: &RetryArgs) -> Result<String, String> {
+    let state = journal::read(&args.state).map_err(|e| format!("{}: {e}", args.state.display()))?;
+    let names: Vec<String> = if args.items.is_empty() {
+        let mut failed: Vec<String> = state
+            .items
+            .iter()
+            .filter(|(_, r)| r.standing(args.max_attempts) == Standing::Failed)
+            .map(|(n, _)| n.clone())
+            .collect();
+        failed.sort();
+        failed
+    } else {
+        args.items.clone()
+    };
+    let events: Vec<Event> = names
+        .iter()
+        .map(|item| Event::Retry { item: item.clone() })
+        .collect();
+    journal::append_to(&args.state, &events)
+        .map_err(|e| format!("{}: {e}", args.state.display()))?;
+    let mut out = Vec::new();
+    let _ = writeln!(
+        out,
+        "{} item(s) will be tried again at the manager's next poll",
+        names.len()
+    );
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}

@@ -1,0 +1,495 @@
+//! Chapter 10's work queue: the sources' API, and the manager run as a batch job against
+//! real sources and real worker processes (retries, timeouts, failed items, crash safety,
+//! a large source).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use podkit_testkit::podkit::Podkit;
+use serde_json::{json, Value};
+
+fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let response = get(addr, path);
+    let value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    (response.status, value)
+}
+
+fn start_source(kind: &str, path: &Path, extra: &[&str]) -> (Podkit, SocketAddr) {
+    let mut args = vec!["source", kind, "--path", path.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    start(&args)
+}
+
+/// Writes an items file of `names`, each with data `{"n": i}`.
+fn items_file(path: &Path, names: &[String]) {
+    let mut text = String::new();
+    for (i, name) in names.iter().enumerate() {
+        text.push_str(&json!({"name": name, "data": {"n": i}}).to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// `podkit queue run` as a batch job (`--exit-when-done`), killed if it runs past
+/// `limit` (a hang is a failure, not a timing claim).
+fn run_batch(
+    source: SocketAddr,
+    state: &Path,
+    worker: &str,
+    extra: &[&str],
+    limit: Duration,
+) -> Output {
+    let mut command = Command::new(PODKIT);
+    command
+        .args(["queue", "run", "--source", &format!("http://{source}")])
+        .args(["--state", state.to_str().unwrap(), "--worker", worker])
+        .args([
+            "--poll",
+            "200ms",
+            "--exit-when-done",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-format", "text"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().expect("podkit queue run");
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                return false;
+            }
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        true
+    });
+    let output = child.wait_with_output().unwrap();
+    let killed = watchdog.join().unwrap();
+    assert!(
+        !killed,
+        "the manager did not finish within {limit:?}: {}",
+        text(&output)
+    );
+    output
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn queue_command(args: &[&str]) -> (ExitStatus, String) {
+    let output = Command::new(PODKIT)
+        .arg("queue")
+        .args(args)
+        .output()
+        .unwrap();
+    (output.status, text(&output))
+}
+
+#[test]
+fn source_dir_serves_matching_files_with_their_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, size) in [
+        ("a.mp4", 10),
+        ("b c.mp4", 3),
+        ("notes.txt", 5),
+        (".hidden.mp4", 1),
+    ] {
+        std::fs::write(dir.path().join(name), vec![b'x'; size]).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("sub.mp4")).unwrap();
+    let (_source, addr) = start_source("dir", dir.path(), &["--glob", "*.mp4"]);
+    let (status, list) = get_json(addr, "/api/v1/items");
+    assert_eq!(status, 200);
+    assert_eq!(
+        list,
+        json!({"kind": "ItemList", "apiVersion": "v1", "items": ["a.mp4", "b c.mp4"]})
+    );
+    let (status, item) = get_json(addr, "/api/v1/items/b%20c.mp4");
+    assert_eq!(status, 200, "{item}");
+    assert_eq!(
+        (item["kind"].clone(), item["apiVersion"].clone()),
+        (json!("Item"), json!("v1"))
+    );
+    let data = &item["data"];
+    assert_eq!(data["size"], 3);
+    let canonical = std::fs::canonicalize(dir.path().join("b c.mp4")).unwrap();
+    assert_eq!(data["path"], json!(canonical.to_str().unwrap()));
+    assert!(
+        humantime::parse_rfc3339(data["modified"].as_str().unwrap()).is_ok(),
+        "{data}"
+    );
+    for missing in [
+        "notes.txt",
+        "sub.mp4",
+        ".hidden.mp4",
+        "..%2Fetc%2Fpasswd",
+        "nope.mp4",
+    ] {
+        assert_eq!(
+            get(addr, &format!("/api/v1/items/{missing}")).status,
+            404,
+            "{missing}"
+        );
+    }
+    // A file added later is listed.
+    std::fs::write(dir.path().join("c.mp4"), b"x").unwrap();
+    let (_, list) = get_json(addr, "/api/v1/items");
+    assert_eq!(list["items"], json!(["a.mp4", "b c.mp4", "c.mp4"]));
+}
+
+#[test]
+fn source_file_serves_items_and_follows_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("items.jsonl");
+    items_file(&path, &["one".into(), "two/2".into()]);
+    let (_source, addr) = start_source("file", &path, &[]);
+    let (_, list) = get_json(addr, "/api/v1/items");
+    assert_eq!(list["items"], json!(["one", "two/2"]));
+    let (status, item) = get_json(addr, "/api/v1/items/two%2F2");
+    assert_eq!((status, item["data"].clone()), (200, json!({"n": 1})));
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writeln!(file, "{}", json!({"name": "three", "data": {"x": true}})).unwrap();
+    let (_, list) = get_json(addr, "/api/v1/items");
+    assert_eq!(list["items"], json!(["one", "two/2", "three"]));
+    assert_eq!(get(addr, "/api/v1/items/four").status, 404);
+}
+
+#[test]
+fn a_bad_items_file_or_glob_exits_2_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("items.jsonl");
+    std::fs::write(&path, "{\"name\": \"a\"}\nnot json\n").unwrap();
+    let output = Command::new(PODKIT)
+        .args(["source", "file", "--path", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("podkit: error: --path: ") && stderr.contains("items.jsonl:2"),
+        "{stderr}"
+    );
+    let output = Command::new(PODKIT)
+        .args([
+            "source",
+            "dir",
+            "--path",
+            dir.path().to_str().unwrap(),
+            "--glob",
+            "[ab",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--glob"));
+}
+
+#[test]
+fn every_item_runs_once_with_its_data_in_a_private_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..20).map(|i| format!("item {i}")).collect();
+    let items = dir.path().join("items.jsonl");
+    items_file(&items, &names);
+    let (_source, addr) = start_source("file", &items, &[]);
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let state = dir.path().join("state");
+    // The worker records the file's mode and content, and where it was.
+    let worker = format!(
+        "stat -c %a \"$WORK_ITEM_FILE\" > \"{out}/$WORK_ITEM_NAME.mode\" && \
+         cat \"$WORK_ITEM_FILE\" >> \"{out}/$WORK_ITEM_NAME.data\" && \
+         echo \"$WORK_ITEM_FILE\" > \"{out}/$WORK_ITEM_NAME.path\"",
+        out = out.display()
+    );
+    let output = run_batch(
+        addr,
+        &state,
+        &worker,
+        &["--parallelism", "4"],
+        Duration::from_secs(60),
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    for (i, name) in names.iter().enumerate() {
+        let read = |ext: &str| std::fs::read_to_string(out.join(format!("{name}.{ext}"))).unwrap();
+        assert_eq!(read("mode").trim(), "600", "{name}");
+        let data: Value = serde_json::from_str(read("data").trim()).unwrap();
+        assert_eq!(data, json!({"n": i}), "{name} ran once, with its data");
+        assert!(
+            !Path::new(read("path").trim()).exists(),
+            "the item file is removed"
+        );
+    }
+    // Run again: everything is remembered as done, nothing runs.
+    let output = run_batch(addr, &state, &worker, &[], Duration::from_secs(60));
+    assert!(output.status.success(), "{}", text(&output));
+    for name in &names {
+        let data = std::fs::read_to_string(out.join(format!("{name}.data"))).unwrap();
+        assert_eq!(data.lines().count(), 1, "{name} ran again");
+    }
+    let (status, report) = queue_command(&["status", "--state", state.to_str().unwrap()]);
+    assert!(status.success());
+    assert!(report.contains("20 done, 0 failed"), "{report}");
+}
+
+#[test]
+fn failures_are_retried_then_parked_and_retry_revives_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = ["good-1", "bad-1", "good-2", "bad-2"]
+        .map(String::from)
+        .to_vec();
+    let items = dir.path().join("items.jsonl");
+    items_file(&items, &names);
+    let (_source, addr) = start_source("file", &items, &[]);
+    let state = dir.path().join("state");
+    let fail_bad = "case \"$WORK_ITEM_NAME\" in bad-*) echo broken >&2; exit 3;; esac";
+    let output = run_batch(
+        addr,
+        &state,
+        fail_bad,
+        &["--max-attempts", "2", "--retry-backoff", "100ms"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("2 item(s) failed after 2 attempt(s): bad-1, bad-2"),
+        "{stderr}"
+    );
+    let log = std::fs::read_to_string(state.join("logs/bad-1.log")).unwrap();
+    assert_eq!(log.matches("failed: exit status 3").count(), 2, "{log}");
+    assert_eq!(
+        log.lines().filter(|l| *l == "broken").count(),
+        2,
+        "the worker's stderr: {log}"
+    );
+    let state_s = state.to_str().unwrap();
+    let (_, report) = queue_command(&["status", "--state", state_s, "--max-attempts", "2"]);
+    assert!(report.contains("2 done, 2 failed"), "{report}");
+    assert!(report.contains("failed: bad-1 (exit status 3)"), "{report}");
+    let (status, said) = queue_command(&["retry", "--state", state_s, "--max-attempts", "2"]);
+    assert!(status.success(), "{said}");
+    assert!(said.starts_with("2 item(s)"), "{said}");
+    // Fixed worker: the revived items run and the batch ends well.
+    let output = run_batch(
+        addr,
+        &state,
+        "true",
+        &["--max-attempts", "2"],
+        Duration::from_secs(60),
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let (_, report) = queue_command(&["status", "--state", state_s, "--max-attempts", "2"]);
+    assert!(report.contains("4 done, 0 failed"), "{report}");
+}
+
+#[test]
+fn a_worker_past_its_timeout_is_stopped_with_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = dir.path().join("items.jsonl");
+    items_file(&items, &["slow".to_string()]);
+    let (_source, addr) = start_source("file", &items, &[]);
+    let state = dir.path().join("state");
+    let marker = dir.path().join("child-survived");
+    // A worker whose child would write the marker if it outlived the timeout.
+    let worker = format!("(sleep 3; touch {}) & sleep 60", marker.display());
+    let output = run_batch(
+        addr,
+        &state,
+        &worker,
+        &["--timeout", "500ms", "--max-attempts", "1"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let log = std::fs::read_to_string(state.join("logs/slow.log")).unwrap();
+    assert!(log.contains("timed out after 500ms"), "{log}");
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!marker.exists(), "the worker's child was left running");
+}
+
+#[test]
+fn a_malformed_source_is_reported_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    // A static site whose /api/v1/items is not an ItemList.
+    std::fs::create_dir_all(dir.path().join("site/api/v1")).unwrap();
+    std::fs::write(
+        dir.path().join("site/api/v1/items"),
+        r#"{"kind":"Pods","apiVersion":"v1","items":[]}"#,
+    )
+    .unwrap();
+    let site = free_addr();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &site.port().to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .arg("--directory")
+        .arg(dir.path().join("site"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 (Debian package python3)");
+    assert!(eventually(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(site).is_ok()
+    }));
+    let state = dir.path().join("state");
+    let (manager, _) = {
+        let state_s = state.to_str().unwrap().to_string();
+        let source = format!("http://{site}");
+        let p = Podkit::start(
+            Path::new(PODKIT),
+            &[
+                "queue",
+                "run",
+                "--source",
+                &source,
+                "--state",
+                &state_s,
+                "--worker",
+                "true",
+                "--poll",
+                "200ms",
+                "--log-format",
+                "text",
+            ],
+        )
+        .expect("podkit queue run");
+        (p, ())
+    };
+    assert!(eventually(Duration::from_secs(10), || {
+        metric(manager.admin, "podkit_queue_source_errors", &[]).unwrap_or(0.0) >= 2.0
+    }));
+    let output = manager.output();
+    assert!(
+        output.contains("\"kind\" is \"Pods\", expected \"ItemList\""),
+        "{output}"
+    );
+    assert_promtool_clean(manager.admin);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn a_manager_killed_at_any_moment_loses_nothing_and_reruns_only_running_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..60).map(|i| format!("job-{i:02}")).collect();
+    let items = dir.path().join("items.jsonl");
+    items_file(&items, &names);
+    let (_source, addr) = start_source("file", &items, &[]);
+    let state = dir.path().join("state");
+    let runs = dir.path().join("runs.log");
+    let parallelism = 4;
+    let worker = format!("sleep 0.05; echo \"$WORK_ITEM_NAME\" >> {}", runs.display());
+    let mut kills = 0;
+    let mut rng = fastrand::Rng::with_seed(7);
+    loop {
+        let mut child = Command::new(PODKIT)
+            .args(["queue", "run", "--source", &format!("http://{addr}")])
+            .args(["--state", state.to_str().unwrap(), "--worker", &worker])
+            .args([
+                "--poll",
+                "100ms",
+                "--exit-when-done",
+                "--admin",
+                "127.0.0.1:0",
+            ])
+            .args(["--parallelism", &parallelism.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.u64(150..600)));
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "the batch failed: {status}");
+                break;
+            }
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                // The worker of a killed manager may still be finishing its line.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        assert!(kills < 200, "the batch never finished");
+    }
+    let log = std::fs::read_to_string(&runs).unwrap();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for line in log.lines() {
+        *counts.entry(line).or_default() += 1;
+    }
+    for name in &names {
+        assert!(
+            counts.get(name.as_str()).copied().unwrap_or(0) >= 1,
+            "{name} never ran"
+        );
+    }
+    // Only items running when a kill came may run twice: at most `parallelism` per kill.
+    let reruns: usize = counts.values().map(|c| c - 1).sum();
+    assert!(
+        reruns <= kills * parallelism,
+        "{reruns} reruns after {kills} kills: completed items ran again"
+    );
+    assert!(kills > 0, "the test killed the manager at least once");
+    let (_, report) = queue_command(&["status", "--state", state.to_str().unwrap()]);
+    assert!(report.contains("60 done, 0 failed"), "{report}");
+}
+
+#[test]
+fn a_source_of_100000_items_is_diffed_against_the_state_without_trouble() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..100_000).map(|i| format!("item-{i:06}")).collect();
+    let items = dir.path().join("items.jsonl");
+    items_file(&items, &names);
+    // The first 99,990 are already done: a journal as the manager writes it.
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mut journal = String::new();
+    for name in &names[..99_990] {
+        journal.push_str(
+            &json!({"event": "done", "item": name, "attempt": 1, "secs": 0.01}).to_string(),
+        );
+        journal.push('\n');
+    }
+    std::fs::write(state.join("journal.jsonl"), journal).unwrap();
+    let (_source, addr) = start_source("file", &items, &[]);
+    let ran = dir.path().join("ran.log");
+    let worker = format!("echo \"$WORK_ITEM_NAME\" >> {}", ran.display());
+    let output = run_batch(
+        addr,
+        &state,
+        &worker,
+        &["--parallelism", "4"],
+        Duration::from_secs(120),
+    );
+    assert!(output.status.success(), "{}", text(&output));
+    let ran = std::fs::read_to_string(&ran).unwrap();
+    let mut ran: Vec<&str> = ran.lines().collect();
+    ran.sort();
+    let expected: Vec<&str> = names[99_990..].iter().map(String::as_str).collect();
+    assert_eq!(ran, expected, "only the ten new items ran");
+}
