@@ -92,6 +92,39 @@ pub fn item(data: Value) -> Value {
     json!({"kind": "Item", "apiVersion": "v1", "data": data})
 }
 
+/// What a request to a source asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /api/v1/items`.
+    List,
+    /// `GET /api/v1/items/<name>`, the name unescaped.
+    Item(String),
+    /// Any other path.
+    NotFound,
+    /// An item path whose escaping is bad.
+    BadName,
+    /// A method other than GET or HEAD.
+    MethodNotAllowed,
+}
+
+/// Routes a request of the source API by its method and path.
+pub fn route(method: &http::Method, path: &str) -> Route {
+    if method != http::Method::GET && method != http::Method::HEAD {
+        return Route::MethodNotAllowed;
+    }
+    let path = path.trim_end_matches('/');
+    if path == ITEMS_PATH {
+        return Route::List;
+    }
+    match path
+        .strip_prefix(ITEMS_PATH)
+        .and_then(|p| p.strip_prefix('/'))
+    {
+        None => Route::NotFound,
+        Some(segment) => unescape_name(segment).map_or(Route::BadName, Route::Item),
+    }
+}
+
 /// Escapes an item name for a URL path segment: everything but unreserved characters
 /// (RFC 3986) as `%XX`.
 pub fn escape_name(name: &str) -> String {
@@ -173,6 +206,26 @@ mod tests {
         assert_eq!(
             parse_item(&serde_json::to_vec(&item(json!([1]))).unwrap()),
             Ok(json!([1]))
+        );
+    }
+
+    #[test]
+    fn requests_route() {
+        use http::Method;
+        assert_eq!(route(&Method::GET, "/api/v1/items/"), Route::List);
+        assert_eq!(
+            route(&Method::GET, "/api/v1/items/a%20b"),
+            Route::Item("a b".into())
+        );
+        assert_eq!(
+            route(&Method::HEAD, "/api/v1/items/x"),
+            Route::Item("x".into())
+        );
+        assert_eq!(route(&Method::GET, "/api/v1/itemsx"), Route::NotFound);
+        assert_eq!(route(&Method::GET, "/api/v1/items/%G0"), Route::BadName);
+        assert_eq!(
+            route(&Method::POST, "/api/v1/items"),
+            Route::MethodNotAllowed
         );
     }
 

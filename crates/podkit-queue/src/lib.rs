@@ -8,9 +8,11 @@
 //!
 //! - [`api`]: the source API documents, parsed and validated;
 //! - [`sources`]: `podkit source dir` and `podkit source file`; [`glob`]: their patterns;
+//! - [`wrap`]: `podkit source filter` and `merge`, sources over sources (chapter 11);
+//!   [`expr`]: the filter's predicate language;
 //! - [`client`]: the manager's side of the source API;
 //! - [`state`], [`journal`]: what is remembered, and how it is kept durable;
-//! - [`worker`]: one attempt of one item;
+//! - [`worker`]: one attempt of one item; [`multi`]: `podkit worker multi`;
 //! - [`autoscale`]: the chapter's parallelism rule, pure;
 //! - [`manager`]: `podkit queue run`; [`status`]: `podkit queue status` and `retry`;
 //! - [`metrics`]: the manager's Prometheus metrics.
@@ -18,11 +20,14 @@
 pub mod api;
 pub mod autoscale;
 pub mod client;
+pub mod expr;
 pub mod glob;
 pub mod journal;
 pub mod manager;
 pub mod metrics;
+pub mod multi;
 pub mod sources;
 pub mod state;
 pub mod status;
 pub mod worker;
+pub mod wrap;

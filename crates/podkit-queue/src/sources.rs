@@ -221,32 +221,32 @@ fn json_response(status: StatusCode, value: &Value) -> http::Response<Body> {
     response(status, "application/json", format!("{value}\n"))
 }
 
+/// The answer to a request that is not for the list or an item.
+pub fn refusal(route: &api::Route) -> http::Response<Body> {
+    match route {
+        api::Route::MethodNotAllowed => text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n"),
+        api::Route::BadName => text(StatusCode::BAD_REQUEST, "bad escape in the item name\n"),
+        _ => text(StatusCode::NOT_FOUND, "try /api/v1/items\n"),
+    }
+}
+
 /// Answers one request of the source API from `items`.
 pub fn answer(items: &dyn Items, method: &Method, path: &str) -> http::Response<Body> {
-    if method != Method::GET && method != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
-    }
-    let path = path.trim_end_matches('/');
-    if path == api::ITEMS_PATH {
-        return match items.names() {
-            Ok(names) => json_response(
-                StatusCode::OK,
-                &api::item_list(names.iter().map(String::as_str)),
-            ),
-            Err(err) => {
-                tracing::error!(error = %err, "listing items failed");
-                text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n"))
+    let name = match api::route(method, path) {
+        api::Route::List => {
+            return match items.names() {
+                Ok(names) => json_response(
+                    StatusCode::OK,
+                    &api::item_list(names.iter().map(String::as_str)),
+                ),
+                Err(err) => {
+                    tracing::error!(error = %err, "listing items failed");
+                    text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n"))
+                }
             }
-        };
-    }
-    let Some(segment) = path
-        .strip_prefix(api::ITEMS_PATH)
-        .and_then(|p| p.strip_prefix('/'))
-    else {
-        return text(StatusCode::NOT_FOUND, "try /api/v1/items\n");
-    };
-    let Some(name) = api::unescape_name(segment) else {
-        return text(StatusCode::BAD_REQUEST, "bad escape in the item name\n");
+        }
+        api::Route::Item(name) => name,
+        other => return refusal(&other),
     };
     match items.data(&name) {
         Ok(Some(data)) => json_response(StatusCode::OK, &api::item(data)),
@@ -264,18 +264,33 @@ pub async fn serve_items(
     listen: std::net::SocketAddr,
     ctx: Context,
 ) -> Result<(), ComponentError> {
-    let listener = podkit_core::component::bind("--listen", listen).await?;
-    tracing::info!(listen = %listener.local_addr().unwrap_or(listen), "serving the work-queue source API");
-    ctx.started();
-    let handler = move |req: http::Request<hyper::body::Incoming>, _conn| {
+    serve_api(listen, ctx, move |method, path| {
         let items = items.clone();
         async move {
-            let method = req.method().clone();
-            let path = req.uri().path().to_string();
             tokio::task::spawn_blocking(move || answer(items.as_ref(), &method, &path))
                 .await
                 .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "failed\n"))
         }
+    })
+    .await
+}
+
+/// Serves requests on `listen`, answering each with `answer(method, path)`, until
+/// shutdown.
+pub async fn serve_api<F, Fut>(
+    listen: std::net::SocketAddr,
+    ctx: Context,
+    answer: F,
+) -> Result<(), ComponentError>
+where
+    F: Fn(Method, String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::Response<Body>> + Send + 'static,
+{
+    let listener = podkit_core::component::bind("--listen", listen).await?;
+    tracing::info!(listen = %listener.local_addr().unwrap_or(listen), "serving the work-queue source API");
+    ctx.started();
+    let handler = move |req: http::Request<hyper::body::Incoming>, _conn| {
+        answer(req.method().clone(), req.uri().path().to_string())
     };
     serve(
         listener,
@@ -285,6 +300,11 @@ pub async fn serve_items(
     )
     .await;
     Ok(())
+}
+
+/// A JSON answer.
+pub fn json_answer(status: StatusCode, value: &Value) -> http::Response<Body> {
+    json_response(status, value)
 }
 
 #[cfg(test)]

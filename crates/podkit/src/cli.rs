@@ -17,7 +17,7 @@ Patterns of Designing Distributed Systems, by chapter:
   ch7  scatter    scatter/gather                           (coming)
   ch8  fn         functions and event-driven processing    (coming)
   ch9  lock/elect ownership election                       (coming)
-  ch10 queue      work queues: manager, sources             podkit queue run|status|retry, podkit source dir|file
+  ch10 queue      work queues: manager, sources, workers    podkit queue run|status|retry, podkit source dir|file|filter|merge, podkit worker multi
   ch11 flow       event-driven batch processing            (coming)
   ch12 join/reduce coordinated batch processing            (coming)
   all  up         run a topology on one machine            podkit up FILE
@@ -52,6 +52,23 @@ pub enum Cli {
     /// Work-queue sources (ch10): serve /api/v1/items from a directory or a file.
     #[command(subcommand)]
     Source(SourceCommand),
+    /// Reusable work-queue workers (ch10).
+    #[command(subcommand)]
+    Worker(WorkerCommand),
+}
+
+/// `podkit worker ...`
+#[derive(Subcommand, Debug)]
+pub enum WorkerCommand {
+    /// Run several worker commands in order on the same WORK_ITEM_FILE (the multi-worker).
+    Multi(WorkerMulti),
+}
+
+/// `podkit worker multi`
+#[derive(Args, Debug)]
+pub struct WorkerMulti {
+    #[command(flatten)]
+    pub multi: podkit_queue::multi::MultiArgs,
 }
 
 /// `podkit queue ...`
@@ -97,6 +114,32 @@ pub enum SourceCommand {
     Dir(SourceDir),
     /// A static list of items from a JSON-lines file.
     File(SourceFile),
+    /// The items of another source whose data satisfy an expression (ch11's filter).
+    Filter(SourceFilter),
+    /// The items of several sources as one (ch11's merger).
+    Merge(SourceMerge),
+}
+
+/// `podkit source filter`
+#[derive(Args, Debug)]
+pub struct SourceFilter {
+    #[command(flatten)]
+    pub filter: podkit_queue::wrap::FilterArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
+}
+
+/// `podkit source merge`
+#[derive(Args, Debug)]
+pub struct SourceMerge {
+    #[command(flatten)]
+    pub merge: podkit_queue::wrap::MergeArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
 }
 
 /// `podkit source dir`

@@ -13,7 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
-use cli::{AmbassadorCommand, Cli, QueueCommand, SidecarCommand, SourceCommand};
+use cli::{AmbassadorCommand, Cli, QueueCommand, SidecarCommand, SourceCommand, WorkerCommand};
 use podkit_core::{component, ConfigError, ContractArgs};
 use podkit_proxy::{ProxyConfig, Source};
 
@@ -133,6 +133,25 @@ fn main() -> ExitCode {
                 podkit_queue::sources::serve_items(items, c.file.listen, ctx)
             })
         }
+        Cli::Source(SourceCommand::Filter(c)) => {
+            let filter = match c.filter.filter() {
+                Ok(filter) => filter,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            component::run("source", &c.contract, |ctx| {
+                podkit_queue::wrap::serve_filter(filter, c.filter.listen, ctx)
+            })
+        }
+        Cli::Source(SourceCommand::Merge(c)) => {
+            let merge = match c.merge.merge() {
+                Ok(merge) => merge,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            component::run("source", &c.contract, |ctx| {
+                podkit_queue::wrap::serve_merge(merge, c.merge.listen, ctx)
+            })
+        }
+        Cli::Worker(WorkerCommand::Multi(c)) => podkit_queue::multi::run(&c.multi),
         Cli::Proxy(c) => {
             let config = match c.proxy.load() {
                 Ok(config) => config,

@@ -493,3 +493,148 @@ fn a_source_of_100000_items_is_diffed_against_the_state_without_trouble() {
     let expected: Vec<&str> = names[99_990..].iter().map(String::as_str).collect();
     assert_eq!(ran, expected, "only the ten new items ran");
 }
+
+#[test]
+fn filter_and_merge_wrap_other_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.jsonl");
+    let second = dir.path().join("second.jsonl");
+    std::fs::write(
+        &first,
+        [
+            json!({"name": "a1", "data": {"size": 10, "path": "/v/a1.mp4"}}),
+            json!({"name": "a2", "data": {"size": 5000, "path": "/v/a2.mp4"}}),
+            json!({"name": "a3", "data": {"size": 9000, "path": "/v/a3.mov"}}),
+        ]
+        .map(|v| v.to_string() + "\n")
+        .concat(),
+    )
+    .unwrap();
+    std::fs::write(
+        &second,
+        [
+            json!({"name": "b1", "data": {"size": 2000, "path": "/w/b1.mp4"}}),
+            json!({"name": "a1", "data": {"size": 99999, "path": "/w/a1.mp4"}}),
+        ]
+        .map(|v| v.to_string() + "\n")
+        .concat(),
+    )
+    .unwrap();
+    let (_s1, first) = start_source("file", &first, &[]);
+    let (_s2, second) = start_source("file", &second, &[]);
+    let (_merge, merged) = start(&[
+        "source",
+        "merge",
+        "--upstream",
+        &format!("http://{first}"),
+        "--upstream",
+        &format!("http://{second}"),
+    ]);
+    let (_, list) = get_json(merged, "/api/v1/items");
+    assert_eq!(
+        list,
+        json!({"kind": "ItemList", "apiVersion": "v1", "items": ["a1", "a2", "a3", "b1"]})
+    );
+    let (_, a1) = get_json(merged, "/api/v1/items/a1");
+    assert_eq!(
+        a1["data"]["size"], 10,
+        "a name in both comes from the first upstream"
+    );
+    assert_eq!(get_json(merged, "/api/v1/items/b1").1["data"]["size"], 2000);
+    assert_eq!(get(merged, "/api/v1/items/zz").status, 404);
+
+    let (_filter, filtered) = start(&[
+        "source",
+        "filter",
+        "--upstream",
+        &format!("http://{merged}"),
+        "--where",
+        r#"data.size > 1000 && data.path ~ "\.mp4$""#,
+    ]);
+    let (_, list) = get_json(filtered, "/api/v1/items");
+    assert_eq!(list["items"], json!(["a2", "b1"]));
+    assert_eq!(
+        get_json(filtered, "/api/v1/items/a2").1["data"]["size"],
+        5000
+    );
+    assert_eq!(
+        get(filtered, "/api/v1/items/a1").status,
+        404,
+        "filtered out"
+    );
+    assert_eq!(
+        get(filtered, "/api/v1/items/a3").status,
+        404,
+        "filtered out"
+    );
+
+    let output = Command::new(PODKIT)
+        .args([
+            "source",
+            "filter",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--where",
+            "data.size >",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        "podkit: error: --where: column 12: expected a value, found the end"
+    );
+}
+
+#[test]
+fn the_multi_worker_runs_steps_in_order_and_stops_at_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = dir.path().join("items.jsonl");
+    items_file(&items, &["ok".to_string(), "stop".to_string()]);
+    let (_source, addr) = start_source("file", &items, &[]);
+    let state = dir.path().join("state");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let steps = [
+        r#"cp "$WORK_ITEM_FILE" "$WORK_DIR/copy.json""#.to_string(),
+        r#"[ "$WORK_ITEM_NAME" != stop ] || exit 4"#.to_string(),
+        format!(
+            r#"cat "$WORK_DIR/copy.json" > {}/"$WORK_ITEM_NAME".json"#,
+            out.display()
+        ),
+    ];
+    let worker = format!(
+        "{} worker multi {}",
+        PODKIT,
+        steps
+            .iter()
+            .map(|s| format!("--step {}", quote(s)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let output = run_batch(
+        addr,
+        &state,
+        &worker,
+        &["--max-attempts", "1"],
+        Duration::from_secs(60),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let ok: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("ok.json")).unwrap()).unwrap();
+    assert_eq!(
+        ok,
+        json!({"n": 0}),
+        "the last step saw the first step's output"
+    );
+    assert!(
+        !out.join("stop.json").exists(),
+        "no step after the failing one"
+    );
+    let log = std::fs::read_to_string(state.join("logs/stop.log")).unwrap();
+    assert!(
+        log.contains("step 2 failed") && log.contains("failed: exit status 4"),
+        "{log}"
+    );
+}
