@@ -66,6 +66,10 @@ pub struct Report {
     /// Pairs (target, baseline) whose ratios are reported for every case.
     pub ratios: Vec<(String, String)>,
     pub notes: Vec<String>,
+    /// What the throughput counts (`requests/s` unless a benchmark says otherwise).
+    pub unit: &'static str,
+    /// How processes were pinned, when not the usual server/client split.
+    pub pinning: Option<String>,
 }
 
 impl Report {
@@ -79,6 +83,8 @@ impl Report {
             measurements: Vec::new(),
             ratios: Vec::new(),
             notes: Vec::new(),
+            unit: "requests/s",
+            pinning: None,
         }
     }
 
@@ -97,10 +103,10 @@ impl Report {
         let _ = writeln!(md, "- Date: {}", today());
         let _ = writeln!(md, "- Machine: {}", machine());
         let _ = writeln!(md, "- podkit: {}", revision());
-        let _ = writeln!(
-            md,
-            "- Pinning: servers and proxies on core {SERVER_CORES}, load generator on core {CLIENT_CORES} (taskset)"
-        );
+        let pinning = self.pinning.clone().unwrap_or_else(|| {
+            format!("servers and proxies on core {SERVER_CORES}, load generator on core {CLIENT_CORES} (taskset)")
+        });
+        let _ = writeln!(md, "- Pinning: {pinning}");
         for line in &self.setup {
             let _ = writeln!(md, "- {line}");
         }
@@ -111,18 +117,30 @@ impl Report {
             );
         }
         let _ = writeln!(md, "\n## Figures\n");
-        let _ = writeln!(md, "| case | target | requests/s | p50 ms | p99 ms |");
+        let _ = writeln!(md, "| case | target | {} | p50 ms | p99 ms |", self.unit);
         let _ = writeln!(md, "|---|---|---:|---:|---:|");
+        // A latency that was not measured (NaN) shows as a dash.
+        let ms = |v: f64| {
+            if v.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{v:.3}")
+            }
+        };
         for m in &self.measurements {
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.0} | {:.3} | {:.3} |",
-                m.case, m.target, m.requests_per_second, m.p50_ms, m.p99_ms
+                "| {} | {} | {:.0} | {} | {} |",
+                m.case,
+                m.target,
+                m.requests_per_second,
+                ms(m.p50_ms),
+                ms(m.p99_ms)
             );
         }
         if !self.ratios.is_empty() {
             let _ = writeln!(md, "\n## Ratios\n");
-            let _ = writeln!(md, "| case | ratio | requests/s | p99 |");
+            let _ = writeln!(md, "| case | ratio | {} | p99 |", self.unit);
             let _ = writeln!(md, "|---|---|---:|---:|");
             let mut cases: Vec<&str> = Vec::new();
             for m in &self.measurements {
@@ -134,11 +152,16 @@ impl Report {
                 for case in &cases {
                     if let (Some(t), Some(b)) = (self.find(target, case), self.find(baseline, case))
                     {
+                        let p99 = t.p99_ms / b.p99_ms;
+                        let p99 = if p99.is_nan() {
+                            "-".to_string()
+                        } else {
+                            format!("{p99:.2}×")
+                        };
                         let _ = writeln!(
                             md,
-                            "| {case} | {target} / {baseline} | {:.2}× | {:.2}× |",
+                            "| {case} | {target} / {baseline} | {:.2}× | {p99} |",
                             t.requests_per_second / b.requests_per_second,
-                            t.p99_ms / b.p99_ms
                         );
                     }
                 }

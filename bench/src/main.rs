@@ -7,6 +7,7 @@ mod harness;
 mod kv;
 mod lb;
 mod memload;
+mod queue;
 mod tls;
 mod wrk;
 
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The benchmarks, by name.
-const BENCHMARKS: [(&str, &str); 4] = [
+const BENCHMARKS: [(&str, &str); 5] = [
     (
         "cache",
         "podkit cache vs Varnish: small and 1 MiB hits, and the miss path (wrk)",
@@ -26,6 +27,10 @@ const BENCHMARKS: [(&str, &str); 4] = [
     (
         "lb",
         "podkit lb vs nginx vs haproxy, round-robin over two backends (wrk)",
+    ),
+    (
+        "queue",
+        "podkit queue run vs xargs -P: items/s with a trivial worker",
     ),
     (
         "tls",
@@ -89,6 +94,7 @@ fn main() -> ExitCode {
             "cache" => cache::run(quick),
             "kv" => kv::run(quick),
             "lb" => lb::run(quick),
+            "queue" => queue::run(quick),
             "tls" => tls::run(quick),
             other => {
                 eprintln!("podkit-bench: error: unknown benchmark '{other}' (try --list)");

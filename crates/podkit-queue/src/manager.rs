@@ -104,6 +104,10 @@ pub struct RunArgs {
         value_name = "DURATION"
     )]
     pub retry_backoff: HumanDuration,
+    /// Where the item files of attempts are made (default: a directory of this manager
+    /// under /dev/shm when there is one, else work/ under --state).
+    #[arg(long, env = "PODKIT_WORK_DIR", value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
     /// Run as a batch job: exit once every listed item is done (0) or failed (1).
     #[arg(long, env = "PODKIT_EXIT_WHEN_DONE")]
     pub exit_when_done: bool,
@@ -281,9 +285,20 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
     let (journal, state) = Journal::open(&args.state)
         .map_err(|e| ComponentError::runtime(format!("--state {}: {e}", args.state.display())))?;
     let source = Source::new(&args.source, Duration::from_secs(30));
+    let work_dir = args.work_dir.clone().unwrap_or_else(|| {
+        let shm = std::path::Path::new("/dev/shm");
+        if shm.is_dir() {
+            shm.join(format!("podkit-queue-{}", std::process::id()))
+        } else {
+            args.state.join("work")
+        }
+    });
+    // A directory of our own goes when the manager does.
+    let _cleanup = RemoveOnDrop(args.work_dir.is_none().then(|| work_dir.clone()));
     let spec = WorkerSpec {
         command: args.worker.clone(),
         state_dir: args.state.clone(),
+        work_dir: work_dir.clone(),
         timeout: args.timeout.get(),
     };
     let metrics = QueueMetrics::register(&ctx.metrics);
@@ -372,6 +387,13 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
                     .into_iter()
                     .filter_map(|j| j.map_err(|e| tracing::error!(error = %e, "a worker task failed")).ok())
                     .collect();
+                // The freed workers start on the next items while the outcomes are synced.
+                for f in &finished {
+                    queue.running.remove(&f.item);
+                }
+                if !stopping {
+                    launch(&mut queue, &mut tasks, &source, &spec);
+                }
                 record(&mut queue, finished, &args, &metrics)?;
             }
             _ = sleep_until(retry_at), if retry_at.is_some() && !stopping => {}
@@ -386,28 +408,7 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
             }
             continue;
         }
-        queue.promote_due(Instant::now());
-        while queue.running.len() < queue.parallelism {
-            let Some(item) = queue.ready.pop_front() else {
-                break;
-            };
-            let failures = queue.state.items.get(&item).map_or(0, |r| r.failures);
-            let attempt = failures + 1;
-            queue.running.insert(item.clone(), attempt);
-            let source = source.clone();
-            let spec = spec.clone();
-            tasks.spawn(async move {
-                let result = match source.item(&item).await {
-                    Ok(data) => Ok(run_attempt(&spec, &item, attempt, &data).await),
-                    Err(err) => Err(err),
-                };
-                Finished {
-                    item,
-                    attempt,
-                    result,
-                }
-            });
-        }
+        launch(&mut queue, &mut tasks, &source, &spec);
         // Counting every listed item is O(items): at most once a second.
         if last_snapshot.elapsed() >= Duration::from_secs(1) {
             last_snapshot = Instant::now();
@@ -442,6 +443,43 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
     }
     queue.snapshot(args.max_attempts).write(&args.state);
     Ok(())
+}
+
+/// Removes a directory when dropped.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Starts workers on ready items, up to the parallelism.
+fn launch(queue: &mut Queue, tasks: &mut JoinSet<Finished>, source: &Source, spec: &WorkerSpec) {
+    queue.promote_due(Instant::now());
+    while queue.running.len() < queue.parallelism {
+        let Some(item) = queue.ready.pop_front() else {
+            break;
+        };
+        let failures = queue.state.items.get(&item).map_or(0, |r| r.failures);
+        let attempt = failures + 1;
+        queue.running.insert(item.clone(), attempt);
+        let source = source.clone();
+        let spec = spec.clone();
+        tasks.spawn(async move {
+            let result = match source.item(&item).await {
+                Ok(data) => Ok(run_attempt(&spec, &item, attempt, &data).await),
+                Err(err) => Err(err),
+            };
+            Finished {
+                item,
+                attempt,
+                result,
+            }
+        });
+    }
 }
 
 /// Writes the outcomes to the journal (one sync for the batch), then acknowledges them:

@@ -1,13 +1,15 @@
 //! Running one attempt of one item: the worker interface of chapter 10. The item's data
 //! goes into a file made for the attempt (mode 0600) named by `WORK_ITEM_FILE`; the
 //! worker command runs under `sh -c` in its own process group with its output appended
-//! to the item's log; exit status 0 is success; past the timeout the whole group is
+//! to the item's log (made on the first line, so a silent success leaves none); exit
+//! status 0 is success; past the timeout the whole group is
 //! terminated. The file is removed afterwards.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
@@ -21,8 +23,10 @@ use crate::api::escape_name;
 pub struct WorkerSpec {
     /// The command line, run by `sh -c`.
     pub command: String,
-    /// The state directory: item files under `work/`, logs under `logs/`.
+    /// The state directory: per-item logs under `logs/`.
     pub state_dir: PathBuf,
+    /// Where the attempts' item files are made.
+    pub work_dir: PathBuf,
     /// Longest an attempt may run.
     pub timeout: Duration,
 }
@@ -48,9 +52,9 @@ fn write_item_file(path: &Path, data: &Value) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
+    // Not synced: the file lives only as long as the attempt, and a crash reruns it.
     serde_json::to_writer(&mut file, data).map_err(std::io::Error::other)?;
-    file.write_all(b"\n")?;
-    file.sync_data()
+    file.write_all(b"\n")
 }
 
 /// Runs attempt `attempt` of `item` with `data`; returns its outcome and duration.
@@ -74,29 +78,82 @@ async fn attempt_inner(
     attempt: u32,
     data: &Value,
 ) -> std::io::Result<Outcome> {
-    let work_dir = spec.state_dir.join("work");
-    let logs_dir = spec.state_dir.join("logs");
-    std::fs::create_dir_all(&work_dir)?;
-    std::fs::create_dir_all(&logs_dir)?;
-    let item_file = work_dir.join(format!("{}.{attempt}.json", escape_name(item)));
+    std::fs::create_dir_all(&spec.work_dir)?;
+    let item_file = spec
+        .work_dir
+        .join(format!("{}.{attempt}.json", escape_name(item)));
     let _ = std::fs::remove_file(&item_file);
     write_item_file(&item_file, data)?;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(&spec.state_dir, item))?;
-    writeln!(
-        log,
-        "--- {} attempt {attempt} of {item:?}: sh -c {:?}",
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-        spec.command
-    )?;
+    let log = Arc::new(Mutex::new(ItemLog {
+        path: log_path(&spec.state_dir, item),
+        header: format!(
+            "--- {} attempt {attempt} of {item:?}: sh -c {:?}\n",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+            spec.command
+        ),
+        file: None,
+    }));
     let result = run_command(spec, item, &item_file, &log).await;
     let _ = std::fs::remove_file(&item_file);
-    if let Ok(outcome) = &result {
-        let _ = writeln!(log, "--- {}", describe(outcome));
+    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+    match &result {
+        // A silent success leaves no log; anything else is kept.
+        Ok(Outcome::Done) if log.file.is_none() => {}
+        Ok(outcome) => log.write(format!("--- {}\n", describe(outcome)).as_bytes()),
+        Err(err) => log.write(format!("--- could not run the worker: {err}\n").as_bytes()),
     }
     result
+}
+
+/// An item's log, created on its first line.
+struct ItemLog {
+    path: PathBuf,
+    header: String,
+    file: Option<std::fs::File>,
+}
+
+impl ItemLog {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.file.is_none() {
+            let opened = self
+                .path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| {
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&self.path)
+                });
+            match opened {
+                Ok(mut file) => {
+                    let _ = file.write_all(self.header.as_bytes());
+                    self.file = Some(file);
+                }
+                Err(err) => {
+                    tracing::warn!(path = %self.path.display(), error = %err, "cannot write the item's log");
+                    return;
+                }
+            }
+        }
+        if let Some(file) = self.file.as_mut() {
+            let _ = file.write_all(bytes);
+        }
+    }
+}
+
+/// Copies a worker's output into its log.
+async fn copy_output(mut from: impl tokio::io::AsyncRead + Unpin, log: Arc<Mutex<ItemLog>>) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 8192];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write(&buf[..n]);
+    }
 }
 
 fn describe(outcome: &Outcome) -> String {
@@ -110,7 +167,7 @@ async fn run_command(
     spec: &WorkerSpec,
     item: &str,
     item_file: &Path,
-    log: &std::fs::File,
+    log: &Arc<Mutex<ItemLog>>,
 ) -> std::io::Result<Outcome> {
     let mut child = tokio::process::Command::new("sh")
         .arg("-c")
@@ -118,12 +175,33 @@ async fn run_command(
         .env("WORK_ITEM_FILE", item_file)
         .env("WORK_ITEM_NAME", item)
         .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log.try_clone()?)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true)
         .spawn()?;
     let group = child.id().map(|id| Pid::from_raw(id as i32));
+    let mut copies = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        copies.push(tokio::spawn(copy_output(out, log.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        copies.push(tokio::spawn(copy_output(err, log.clone())));
+    }
+    let outcome = wait(spec, &mut child, group).await;
+    // The group is gone, so the pipes are closed: the copies end.
+    for copy in copies {
+        let _ = copy.await;
+    }
+    outcome
+}
+
+/// Waits for the worker within the timeout; stops its whole process group after.
+async fn wait(
+    spec: &WorkerSpec,
+    child: &mut tokio::process::Child,
+    group: Option<Pid>,
+) -> std::io::Result<Outcome> {
     match tokio::time::timeout(spec.timeout, child.wait()).await {
         Ok(status) => {
             let status = status?;
