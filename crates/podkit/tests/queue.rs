@@ -638,3 +638,72 @@ fn the_multi_worker_runs_steps_in_order_and_stops_at_a_failure() {
         "{log}"
     );
 }
+
+#[test]
+fn auto_parallelism_follows_the_arrival_rate_up_and_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = dir.path().join("items.jsonl");
+    std::fs::write(&items, "").unwrap();
+    let (_source, addr) = start_source("file", &items, &[]);
+    let state = dir.path().join("state");
+    let source = format!("http://{addr}");
+    let state_s = state.to_str().unwrap().to_string();
+    let manager = Podkit::start(
+        Path::new(PODKIT),
+        &[
+            "queue",
+            "run",
+            "--source",
+            &source,
+            "--state",
+            &state_s,
+            "--worker",
+            "sleep 0.5",
+            "--parallelism",
+            "auto",
+            "--min",
+            "1",
+            "--max",
+            "8",
+            "--poll",
+            "100ms",
+            "--log-format",
+            "text",
+        ],
+    )
+    .expect("podkit queue run");
+    let parallelism = || metric(manager.admin, "podkit_queue_parallelism", &[]).unwrap_or(-1.0);
+    assert_eq!(parallelism(), 1.0, "starts at --min");
+    // Rising: an item every 100 ms, each taking half a second: about six workers needed.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&items)
+        .unwrap();
+    let mut highest: f64 = 0.0;
+    for i in 0..40 {
+        writeln!(
+            file,
+            "{}",
+            json!({"name": format!("burst-{i}"), "data": {}})
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        highest = highest.max(parallelism());
+    }
+    assert!(
+        highest >= 5.0,
+        "parallelism rose to {highest} only\n{}",
+        manager.output()
+    );
+    assert!(highest <= 8.0, "--max holds");
+    // Falling: no more arrivals; the count comes back down to --min.
+    assert!(
+        eventually(Duration::from_secs(10), || parallelism() == 1.0),
+        "parallelism stayed at {}\n{}",
+        parallelism(),
+        manager.output()
+    );
+    assert!(eventually(Duration::from_secs(20), || {
+        metric(manager.admin, "podkit_queue_items", &["state=\"done\""]) == Some(40.0)
+    }));
+}
