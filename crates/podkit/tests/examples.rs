@@ -344,3 +344,71 @@ fn sharded_memcache_ambassador_and_shared_router_place_keys_alike() {
     }
     assert_eq!(total, keys.len(), "each key on exactly one shard");
 }
+
+/// The thumbnails made for `video` (`clip-1`), by file name.
+fn thumbnails(dir: &Path, video: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("thumbnails").join(video))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn video_thumbnailer_thumbnails_every_video_and_then_a_new_one() {
+    let make_videos = |dir: &Path, count: &str| {
+        let status = Command::new(dir.join("make-videos.sh"))
+            .arg(dir.join("videos"))
+            .arg(count)
+            .status()
+            .expect("make-videos.sh (needs ffmpeg, Debian package ffmpeg)");
+        assert!(status.success());
+    };
+    let example = run_example("video-thumbnailer", &[], |dir| make_videos(dir, "3"));
+    let dir = example.dir.path().to_path_buf();
+    let expected = ["thumb1.png", "thumb2.png", "thumb3.png"]
+        .map(String::from)
+        .to_vec();
+    for clip in ["clip-1", "clip-2", "clip-3"] {
+        assert!(
+            eventually(Duration::from_secs(60), || thumbnails(&dir, clip)
+                == expected),
+            "{clip}: {:?}\n{}",
+            thumbnails(&dir, clip),
+            example.runner.output()
+        );
+        let png = std::fs::read(dir.join("thumbnails").join(clip).join("thumb2.png")).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "{clip}/thumb2.png is a PNG"
+        );
+    }
+    // A video added later is picked up at the next poll.
+    make_videos(&dir, "4");
+    assert!(
+        eventually(Duration::from_secs(60), || thumbnails(&dir, "clip-4")
+            == expected),
+        "clip-4: {:?}\n{}",
+        thumbnails(&dir, "clip-4"),
+        example.runner.output()
+    );
+    // The manager's status (a snapshot it refreshes as it works) catches up.
+    let mut report = String::new();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let status = Command::new(PODKIT)
+                .args(["queue", "status", "--state"])
+                .arg(dir.join("state"))
+                .output()
+                .unwrap();
+            report = String::from_utf8_lossy(&status.stdout).into_owned();
+            report.contains("4 listed, 0 pending, 0 running, 4 done, 0 failed")
+        }),
+        "{report}"
+    );
+}
