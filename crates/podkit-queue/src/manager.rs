@@ -9,6 +9,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use podkit_core::component::{ComponentError, Context};
@@ -21,7 +22,7 @@ use crate::journal::Journal;
 use crate::metrics::{OutcomeLabel, QueueMetrics, StateLabel};
 use crate::state::{Event, Standing, State};
 use crate::status::Snapshot;
-use crate::worker::{run_attempt, Outcome, WorkerSpec};
+use crate::worker::{Executor, Outcome, WorkerSpec};
 
 /// `--parallelism N` or `auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,12 +296,12 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
     });
     // A directory of our own goes when the manager does.
     let _cleanup = RemoveOnDrop(args.work_dir.is_none().then(|| work_dir.clone()));
-    let spec = WorkerSpec {
+    let spec = Arc::new(WorkerSpec {
         command: args.worker.clone(),
         state_dir: args.state.clone(),
         work_dir: work_dir.clone(),
         timeout: args.timeout.get(),
-    };
+    });
     let metrics = QueueMetrics::register(&ctx.metrics);
     let bounds = Bounds {
         min: args.min,
@@ -457,7 +458,12 @@ impl Drop for RemoveOnDrop {
 }
 
 /// Starts workers on ready items, up to the parallelism.
-fn launch(queue: &mut Queue, tasks: &mut JoinSet<Finished>, source: &Source, spec: &WorkerSpec) {
+fn launch<E: Executor>(
+    queue: &mut Queue,
+    tasks: &mut JoinSet<Finished>,
+    source: &Source,
+    executor: &Arc<E>,
+) {
     queue.promote_due(Instant::now());
     while queue.running.len() < queue.parallelism {
         let Some(item) = queue.ready.pop_front() else {
@@ -467,10 +473,10 @@ fn launch(queue: &mut Queue, tasks: &mut JoinSet<Finished>, source: &Source, spe
         let attempt = failures + 1;
         queue.running.insert(item.clone(), attempt);
         let source = source.clone();
-        let spec = spec.clone();
+        let executor = executor.clone();
         tasks.spawn(async move {
             let result = match source.item(&item).await {
-                Ok(data) => Ok(run_attempt(&spec, &item, attempt, &data).await),
+                Ok(data) => Ok(executor.run(&item, attempt, &data).await),
                 Err(err) => Err(err),
             };
             Finished {

@@ -39,6 +39,26 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// Runs attempts of items: where and how a worker runs. The local-process executor
+/// ([`WorkerSpec`]) runs the worker command on this machine; an executor that creates a
+/// Kubernetes Job per attempt (labelled with its item) fits the same shape.
+pub trait Executor: Send + Sync + 'static {
+    /// Runs attempt `attempt` of `item` with its `data`; returns the outcome and how long
+    /// the attempt took.
+    fn run(
+        &self,
+        item: &str,
+        attempt: u32,
+        data: &Value,
+    ) -> impl std::future::Future<Output = (Outcome, Duration)> + Send;
+}
+
+impl Executor for WorkerSpec {
+    async fn run(&self, item: &str, attempt: u32, data: &Value) -> (Outcome, Duration) {
+        run_attempt(self, item, attempt, data).await
+    }
+}
+
 /// Where the log of `item` is kept.
 pub fn log_path(state_dir: &Path, item: &str) -> PathBuf {
     state_dir
