@@ -27,6 +27,13 @@ impl SourceError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, SourceError::Status { status: 404, .. })
     }
+
+    /// Whether fetching an item failed for a reason of the item's own (not found, or a
+    /// malformed answer) rather than the source's being down: such a fetch counts as a
+    /// failed attempt, so that the item is parked in the end instead of fetched forever.
+    pub fn is_the_items_fault(&self) -> bool {
+        self.is_not_found() || matches!(self, SourceError::Malformed { .. })
+    }
 }
 
 /// A work-queue source at a base URL (`http://127.0.0.1:8000`).

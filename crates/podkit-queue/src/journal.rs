@@ -9,12 +9,60 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::state::{Event, State};
 
 /// The journal's file name under the state directory.
 pub const FILE: &str = "journal.jsonl";
+/// Taken shared by appenders from other processes, exclusively while compacting.
+const JOURNAL_LOCK: &str = "journal.lock";
+/// Held exclusively by the one manager of a state directory.
+const MANAGER_LOCK: &str = "manager.lock";
+
+fn lock(dir: &Path, name: &str, arg: FlockArg) -> io::Result<Flock<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(name))?;
+    Flock::lock(file, arg).map_err(|(_, errno)| io::Error::from(errno))
+}
+
+/// The manager's hold on a state directory, released when dropped (or when the process
+/// dies, however it dies).
+#[derive(Debug)]
+pub struct ManagerLock(#[allow(dead_code)] Flock<File>);
+
+impl ManagerLock {
+    /// Takes the state directory for this process; an error if another manager has it.
+    pub fn take(dir: &Path) -> io::Result<ManagerLock> {
+        std::fs::create_dir_all(dir)?;
+        lock(dir, MANAGER_LOCK, FlockArg::LockExclusiveNonblock)
+            .map(ManagerLock)
+            .map_err(|err| {
+                if err.kind() == io::ErrorKind::WouldBlock {
+                    io::Error::other("another manager is running on this state directory")
+                } else {
+                    err
+                }
+            })
+    }
+}
+
+/// Whether a manager holds the state directory `dir` now.
+pub fn manager_running(dir: &Path) -> bool {
+    if !dir.join(MANAGER_LOCK).exists() {
+        return false;
+    }
+    matches!(
+        lock(dir, MANAGER_LOCK, FlockArg::LockSharedNonblock),
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock
+    )
+}
 
 /// An open journal, appended to by the manager.
 #[derive(Debug)]
@@ -60,11 +108,14 @@ pub fn read(dir: &Path) -> io::Result<State> {
     Ok(state)
 }
 
-/// Appends events to the journal under `dir` (for `podkit queue retry`), durably.
+/// Appends events to the journal under `dir` (for `podkit queue retry`), durably, never
+/// while a manager compacts it.
 pub fn append_to(dir: &Path, events: &[Event]) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    let _shared = lock(dir, JOURNAL_LOCK, FlockArg::LockShared)?;
     let mut file = OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .open(dir.join(FILE))?;
     write_events(&mut file, events)?;
@@ -72,7 +123,13 @@ pub fn append_to(dir: &Path, events: &[Event]) -> io::Result<()> {
 }
 
 fn write_events(file: &mut File, events: &[Event]) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(events.len() * 96);
+    let mut buf = Vec::with_capacity(events.len() * 96 + 1);
+    // A line left unfinished by another process (killed mid-write) must not swallow ours.
+    let len = file.metadata()?.len();
+    let mut last = [0u8; 1];
+    if len > 0 && file.read_exact_at(&mut last, len - 1).is_ok() && last[0] != b'\n' {
+        buf.push(b'\n');
+    }
     for event in events {
         serde_json::to_writer(&mut buf, event).map_err(io::Error::other)?;
         buf.push(b'\n');
@@ -87,6 +144,8 @@ impl Journal {
     pub fn open(dir: &Path) -> io::Result<(Journal, State)> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(FILE);
+        // No appender from another process while the file is replaced.
+        let _exclusive = lock(dir, JOURNAL_LOCK, FlockArg::LockExclusive)?;
         let state = read(dir)?;
         // Compact: write the snapshot beside it, sync, and rename over it.
         let compacted = dir.join(format!("{FILE}.compacting"));
@@ -97,7 +156,7 @@ impl Journal {
         }
         std::fs::rename(&compacted, &path)?;
         File::open(dir)?.sync_all()?;
-        let file = OpenOptions::new().append(true).open(&path)?;
+        let file = OpenOptions::new().read(true).append(true).open(&path)?;
         let read_to = file.metadata()?.len();
         Ok((
             Journal {
@@ -165,5 +224,35 @@ mod tests {
         assert_eq!(state.items["a"].standing(3), Standing::Pending);
         assert_eq!(state.items["d"].standing(3), Standing::Done);
         assert_eq!(read(dir.path()).unwrap().counts(3), (1, 2, 0));
+    }
+
+    #[test]
+    fn a_line_left_unfinished_by_another_writer_does_not_swallow_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(FILE))
+            .unwrap();
+        file.write_all(br#"{"event":"retry","it"#).unwrap();
+        drop(file);
+        journal.append(&[done("e")]).unwrap();
+        append_to(dir.path(), &[done("f")]).unwrap();
+        let state = read(dir.path()).unwrap();
+        assert_eq!(state.items["e"].standing(3), Standing::Done);
+        assert_eq!(state.items["f"].standing(3), Standing::Done);
+    }
+
+    #[test]
+    fn one_manager_per_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!manager_running(dir.path()));
+        let held = ManagerLock::take(dir.path()).unwrap();
+        assert!(manager_running(dir.path()));
+        let second = ManagerLock::take(dir.path()).unwrap_err();
+        assert!(second.to_string().contains("another manager"), "{second}");
+        drop(held);
+        assert!(!manager_running(dir.path()));
+        ManagerLock::take(dir.path()).unwrap();
     }
 }

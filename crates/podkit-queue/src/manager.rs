@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::autoscale::{self, Bounds, Mean};
 use crate::client::{Source, SourceError};
-use crate::journal::Journal;
+use crate::journal::{Journal, ManagerLock};
 use crate::metrics::{OutcomeLabel, QueueMetrics, StateLabel};
 use crate::state::{Event, Standing, State};
 use crate::status::Snapshot;
@@ -136,6 +136,9 @@ impl RunArgs {
         }
         if self.max_attempts == 0 {
             return Err(ConfigError::flag("--max-attempts", "must be at least 1"));
+        }
+        if self.poll.get().is_zero() {
+            return Err(ConfigError::flag("--poll", "must be more than 0s"));
         }
         Ok(())
     }
@@ -283,12 +286,15 @@ fn backoff(base: Duration, failures: u32) -> Duration {
 /// Runs the manager until shutdown (or, with `--exit-when-done`, until the batch ends).
 pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
     args.validate()?;
+    let _held = ManagerLock::take(&args.state)
+        .map_err(|e| ComponentError::runtime(format!("--state {}: {e}", args.state.display())))?;
     let (journal, state) = Journal::open(&args.state)
         .map_err(|e| ComponentError::runtime(format!("--state {}: {e}", args.state.display())))?;
     let source = Source::new(&args.source, Duration::from_secs(30));
     let work_dir = args.work_dir.clone().unwrap_or_else(|| {
         let shm = std::path::Path::new("/dev/shm");
         if shm.is_dir() {
+            remove_abandoned_work_dirs(shm);
             shm.join(format!("podkit-queue-{}", std::process::id()))
         } else {
             args.state.join("work")
@@ -338,9 +344,13 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
     ctx.started();
 
     let mut tasks: JoinSet<Finished> = JoinSet::new();
+    let mut task_items: HashMap<tokio::task::Id, (String, u32)> = HashMap::new();
+    let mut listing: Option<tokio::task::JoinHandle<Result<Vec<String>, SourceError>>> = None;
     let mut poll = tokio::time::interval(args.poll.get());
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_snapshot = Instant::now() - Duration::from_secs(10);
+    let mut last_snapshot = Instant::now()
+        .checked_sub(Duration::from_secs(10))
+        .unwrap_or_else(Instant::now);
     let mut stopping = false;
     loop {
         let retry_at = queue.next_retry();
@@ -349,21 +359,11 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
                 if let Err(err) = queue.journal.catch_up(&mut queue.state) {
                     return Err(ComponentError::runtime(format!("journal: {err}")));
                 }
-                match source.list().await {
-                    Ok(names) => {
-                        let new = queue.take_listing(names, args.max_attempts);
-                        let now = Instant::now();
-                        if new > 0 {
-                            let gap = now.duration_since(queue.last_arrival) / new as u32;
-                            queue.interarrival.add(gap);
-                            queue.last_arrival = now;
-                            tracing::info!(new, "new items listed");
-                        }
-                    }
-                    Err(err) => {
-                        metrics.source_errors.inc();
-                        tracing::warn!(error = %err, "listing the source failed; state kept, trying again at the next poll");
-                    }
+                // The listing runs beside the loop: workers keep being recorded and
+                // replaced, and shutdown noticed, while a slow source answers.
+                if listing.is_none() {
+                    let source = source.clone();
+                    listing = Some(tokio::spawn(async move { source.list().await }));
                 }
                 if args.parallelism == Parallelism::Auto {
                     let since = Instant::now().duration_since(queue.last_arrival);
@@ -379,21 +379,57 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
                     }
                 }
             }
-            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+            listed = async { listing.as_mut().expect("guarded").await }, if listing.is_some() => {
+                listing = None;
+                match listed {
+                    Ok(Ok(names)) => {
+                        let new = queue.take_listing(names, args.max_attempts);
+                        let now = Instant::now();
+                        if new > 0 {
+                            let gap = now.duration_since(queue.last_arrival) / new as u32;
+                            queue.interarrival.add(gap);
+                            queue.last_arrival = now;
+                            tracing::info!(new, "new items listed");
+                        }
+                    }
+                    Ok(Err(err)) => {
+                        metrics.source_errors.inc();
+                        tracing::warn!(error = %err, "listing the source failed; state kept, trying again at the next poll");
+                    }
+                    Err(err) => tracing::error!(error = %err, "the listing task failed"),
+                }
+            }
+            Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                 let mut batch = vec![joined];
-                while let Some(more) = tasks.try_join_next() {
+                while let Some(more) = tasks.try_join_next_with_id() {
                     batch.push(more);
                 }
                 let finished: Vec<Finished> = batch
                     .into_iter()
-                    .filter_map(|j| j.map_err(|e| tracing::error!(error = %e, "a worker task failed")).ok())
+                    .map(|joined| match joined {
+                        Ok((id, finished)) => {
+                            task_items.remove(&id);
+                            finished
+                        }
+                        Err(err) => {
+                            // A task that panicked still settles its item, as a failure.
+                            tracing::error!(error = %err, "a worker task failed");
+                            let (item, attempt) = task_items.remove(&err.id()).unwrap_or_default();
+                            Finished {
+                                item,
+                                attempt,
+                                result: Ok((Outcome::Failed(format!("the manager's task failed: {err}")), Duration::ZERO)),
+                            }
+                        }
+                    })
+                    .filter(|f| !f.item.is_empty())
                     .collect();
                 // The freed workers start on the next items while the outcomes are synced.
                 for f in &finished {
                     queue.running.remove(&f.item);
                 }
                 if !stopping {
-                    launch(&mut queue, &mut tasks, &source, &spec);
+                    launch(&mut queue, &mut tasks, &mut task_items, &source, &spec);
                 }
                 record(&mut queue, finished, &args, &metrics)?;
             }
@@ -409,7 +445,7 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
             }
             continue;
         }
-        launch(&mut queue, &mut tasks, &source, &spec);
+        launch(&mut queue, &mut tasks, &mut task_items, &source, &spec);
         // Counting every listed item is O(items): at most once a second.
         if last_snapshot.elapsed() >= Duration::from_secs(1) {
             last_snapshot = Instant::now();
@@ -443,7 +479,34 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
         }
     }
     queue.snapshot(args.max_attempts).write(&args.state);
+    if args.exit_when_done {
+        // A batch stopped before its end has not succeeded (a Job must not count it done).
+        return Err(ComponentError::runtime(
+            "stopped before every item was done; run again to finish the batch",
+        ));
+    }
     Ok(())
+}
+
+/// Removes the item-file directories that managers killed before they could clean up left
+/// under `shm` (their process is gone).
+fn remove_abandoned_work_dirs(shm: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(shm) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("podkit-queue-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Removes a directory when dropped.
@@ -461,6 +524,7 @@ impl Drop for RemoveOnDrop {
 fn launch<E: Executor>(
     queue: &mut Queue,
     tasks: &mut JoinSet<Finished>,
+    task_items: &mut HashMap<tokio::task::Id, (String, u32)>,
     source: &Source,
     executor: &Arc<E>,
 ) {
@@ -474,9 +538,15 @@ fn launch<E: Executor>(
         queue.running.insert(item.clone(), attempt);
         let source = source.clone();
         let executor = executor.clone();
-        tasks.spawn(async move {
+        let name = item.clone();
+        let handle = tasks.spawn(async move {
             let result = match source.item(&item).await {
                 Ok(data) => Ok(executor.run(&item, attempt, &data).await),
+                Err(err) if err.is_the_items_fault() => Ok((
+                    Outcome::Failed(format!("the source: {err}")),
+                    Duration::ZERO,
+                )),
+                // The source is down: tried again later, not counted as an attempt.
                 Err(err) => Err(err),
             };
             Finished {
@@ -485,6 +555,7 @@ fn launch<E: Executor>(
                 result,
             }
         });
+        task_items.insert(handle.id(), (name, attempt));
     }
 }
 
@@ -526,11 +597,6 @@ fn record(
     for f in finished {
         queue.running.remove(&f.item);
         match f.result {
-            Err(err) if err.is_not_found() => {
-                // The source no longer has it: nothing to do, nothing recorded.
-                queue.queued.remove(&f.item);
-                tracing::info!(item = %f.item, "item gone from the source");
-            }
             Err(err) => {
                 metrics.source_errors.inc();
                 tracing::warn!(item = %f.item, error = %err, "fetching the item failed; trying again at the next poll");

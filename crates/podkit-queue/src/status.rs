@@ -49,7 +49,7 @@ impl Snapshot {
     /// The lines `podkit queue status` prints.
     pub fn render(&self) -> String {
         let secs = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{s:.3}s"));
-        let total = self.pending + self.running + self.done + self.failed;
+        let total = self.total();
         let finished = self.done + self.failed;
         let percent = if total == 0 {
             100.0
@@ -97,6 +97,18 @@ pub struct StatusArgs {
     /// Print the snapshot as JSON.
     #[arg(long, env = "PODKIT_JSON")]
     pub json: bool,
+    /// Follow the running manager until it stops: a live progress bar on a terminal, a
+    /// plain line per interval otherwise.
+    #[arg(long, env = "PODKIT_WATCH")]
+    pub watch: bool,
+    /// How often `--watch` refreshes.
+    #[arg(
+        long,
+        env = "PODKIT_INTERVAL",
+        default_value = "1s",
+        value_name = "DURATION"
+    )]
+    pub interval: podkit_core::HumanDuration,
 }
 
 /// The flags of `podkit queue retry`.
@@ -117,16 +129,83 @@ pub struct RetryArgs {
     pub items: Vec<String>,
 }
 
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+/// The snapshot of the manager running on `state`, if one runs.
+fn running_snapshot(state: &Path) -> Option<Snapshot> {
+    std::fs::read(state.join(SNAPSHOT))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok())
+        .filter(|_| journal::manager_running(state))
+}
+
+impl Snapshot {
+    /// Items listed.
+    pub fn total(&self) -> usize {
+        self.pending + self.running + self.done + self.failed
+    }
+
+    /// One plain line: progress, rate and ETA.
+    pub fn line(&self) -> String {
+        format!(
+            "{}/{} finished ({} done, {} failed), {} running, {:.2} items/s, eta {}",
+            self.done + self.failed,
+            self.total(),
+            self.done,
+            self.failed,
+            self.running,
+            self.rate_per_second,
+            self.eta_seconds.map_or("-".to_string(), |s| {
+                humantime::format_duration(std::time::Duration::from_secs(s.ceil() as u64))
+                    .to_string()
+            })
+        )
+    }
+}
+
+/// `podkit queue status --watch`: follows the manager until it stops.
+pub fn watch(args: &StatusArgs) -> Result<String, String> {
+    use std::io::IsTerminal;
+    let Some(mut snapshot) = running_snapshot(&args.state) else {
+        return status(args);
+    };
+    let bar = std::io::stdout().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(snapshot.total() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
+            bar.set_style(style);
+        }
+        bar
+    });
+    loop {
+        match &bar {
+            Some(bar) => {
+                bar.set_length(snapshot.total() as u64);
+                bar.set_position((snapshot.done + snapshot.failed) as u64);
+                bar.set_message(format!(
+                    "{} failed, {} running, {:.2}/s, eta {}",
+                    snapshot.failed,
+                    snapshot.running,
+                    snapshot.rate_per_second,
+                    snapshot
+                        .eta_seconds
+                        .map_or("-".into(), |s| format!("{s:.0}s"))
+                ));
+            }
+            None => println!("{}", snapshot.line()),
+        }
+        std::thread::sleep(args.interval.get());
+        match running_snapshot(&args.state) {
+            Some(next) => snapshot = next,
+            None => break,
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    status(args)
 }
 
 /// `podkit queue status`: what a running manager reports, else what the journal holds.
 pub fn status(args: &StatusArgs) -> Result<String, String> {
-    let snapshot = std::fs::read(args.state.join(SNAPSHOT))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok());
-    if let Some(snapshot) = snapshot.filter(|s| alive(s.pid)) {
+    if let Some(snapshot) = running_snapshot(&args.state) {
         return Ok(if args.json {
             serde_json::to_string_pretty(&snapshot).unwrap_or_default() + "\n"
         } else {

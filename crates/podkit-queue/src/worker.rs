@@ -99,9 +99,10 @@ async fn attempt_inner(
     data: &Value,
 ) -> std::io::Result<Outcome> {
     std::fs::create_dir_all(&spec.work_dir)?;
-    let item_file = spec
-        .work_dir
-        .join(format!("{}.{attempt}.json", escape_name(item)));
+    // Named by a counter: an item's name may be longer than a file name can be.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let item_file = spec.work_dir.join(format!("item-{seq}.json"));
     let _ = std::fs::remove_file(&item_file);
     write_item_file(&item_file, data)?;
     let log = Arc::new(Mutex::new(ItemLog {
@@ -209,9 +210,15 @@ async fn run_command(
         copies.push(tokio::spawn(copy_output(err, log.clone())));
     }
     let outcome = wait(spec, &mut child, group).await;
-    // The group is gone, so the pipes are closed: the copies end.
-    for copy in copies {
-        let _ = copy.await;
+    // The group is gone, so the pipes are closed, unless a descendant left the group with
+    // them: its output is not waited for long.
+    for mut copy in copies {
+        if tokio::time::timeout(Duration::from_secs(2), &mut copy)
+            .await
+            .is_err()
+        {
+            copy.abort();
+        }
     }
     outcome
 }
@@ -241,13 +248,10 @@ async fn wait(
         Err(_) => {
             if let Some(group) = group {
                 let _ = killpg(group, Signal::SIGTERM);
-                if tokio::time::timeout(Duration::from_secs(5), child.wait())
-                    .await
-                    .is_err()
-                {
-                    let _ = killpg(group, Signal::SIGKILL);
-                    let _ = child.wait().await;
-                }
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                // Whatever ignored SIGTERM, or outlived the shell, goes now.
+                let _ = killpg(group, Signal::SIGKILL);
+                let _ = child.wait().await;
             }
             Ok(Outcome::Failed(format!(
                 "timed out after {}",

@@ -113,6 +113,9 @@ fn main() -> ExitCode {
                 podkit_queue::manager::run(run, ctx)
             })
         }
+        Cli::Queue(QueueCommand::Status(c)) if c.status.watch => {
+            report(podkit_queue::status::watch(&c.status))
+        }
         Cli::Queue(QueueCommand::Status(c)) => report(podkit_queue::status::status(&c.status)),
         Cli::Queue(QueueCommand::Retry(c)) => report(podkit_queue::status::retry(&c.retry)),
         Cli::Source(SourceCommand::Dir(c)) => {
