@@ -2,8 +2,10 @@
 //! source's items, sets aside those already done or out of attempts (a set lookup per
 //! item, not the book's scan of every job per item), and runs workers for the rest, up to
 //! the parallelism. Each outcome is written to the journal and synced before it is logged
-//! or counted; failed attempts are retried with exponential back-off, then parked as
-//! failed. After a crash, items that were running run again: processing is at least once.
+//! or counted (outcomes that finish together share one fsync, done on a blocking thread
+//! while the loop starts the next workers); failed attempts are retried with exponential
+//! back-off, then parked as failed. After a crash, items that were running, or finished
+//! but not yet synced, run again: processing is at least once.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -154,7 +156,8 @@ struct Finished {
 /// The manager's working memory beside the durable state.
 struct Queue {
     state: State,
-    journal: Journal,
+    /// Away while a sync runs on a blocking thread.
+    journal: Option<Journal>,
     /// Items waiting for a worker, in listing order.
     ready: VecDeque<String>,
     /// Items waiting for their retry time.
@@ -320,7 +323,7 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
     let now = Instant::now();
     let mut queue = Queue {
         state,
-        journal,
+        journal: Some(journal),
         ready: VecDeque::new(),
         delayed: BinaryHeap::new(),
         queued: HashSet::new(),
@@ -346,6 +349,9 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     let mut task_items: HashMap<tokio::task::Id, (String, u32)> = HashMap::new();
     let mut listing: Option<tokio::task::JoinHandle<Result<Vec<String>, SourceError>>> = None;
+    // Outcomes waiting for the next sync, and the sync under way.
+    let mut unsynced: Vec<Finished> = Vec::new();
+    let mut syncing: Option<Sync> = None;
     let mut poll = tokio::time::interval(args.poll.get());
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_snapshot = Instant::now()
@@ -356,8 +362,10 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
         let retry_at = queue.next_retry();
         tokio::select! {
             _ = poll.tick(), if !stopping => {
-                if let Err(err) = queue.journal.catch_up(&mut queue.state) {
-                    return Err(ComponentError::runtime(format!("journal: {err}")));
+                if let Some(journal) = queue.journal.as_mut() {
+                    if let Err(err) = journal.catch_up(&mut queue.state) {
+                        return Err(ComponentError::runtime(format!("journal: {err}")));
+                    }
                 }
                 // The listing runs beside the loop: workers keep being recorded and
                 // replaced, and shutdown noticed, while a slow source answers.
@@ -431,7 +439,17 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
                 if !stopping {
                     launch(&mut queue, &mut tasks, &mut task_items, &source, &spec);
                 }
-                record(&mut queue, finished, &args, &metrics)?;
+                unsynced.extend(finished);
+                start_sync(&mut queue, &mut unsynced, &mut syncing);
+            }
+            synced = async { (&mut syncing.as_mut().expect("guarded").handle).await }, if syncing.is_some() => {
+                let Some(batch) = syncing.take() else { continue };
+                let (journal, written) = synced
+                    .map_err(|e| ComponentError::runtime(format!("journal: {e}")))?;
+                queue.journal = Some(journal);
+                written.map_err(|e| ComponentError::runtime(format!("journal: {e}")))?;
+                acknowledge(&mut queue, batch.finished, &batch.events, &args, &metrics);
+                start_sync(&mut queue, &mut unsynced, &mut syncing);
             }
             _ = sleep_until(retry_at), if retry_at.is_some() && !stopping => {}
             _ = ctx.shutdown.triggered(), if !stopping => {
@@ -440,7 +458,7 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
             }
         }
         if stopping {
-            if tasks.is_empty() {
+            if tasks.is_empty() && syncing.is_none() && unsynced.is_empty() {
                 break;
             }
             continue;
@@ -453,7 +471,7 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
             update_gauges(&snapshot, &metrics);
             snapshot.write(&args.state);
         }
-        if args.exit_when_done {
+        if args.exit_when_done && syncing.is_none() && unsynced.is_empty() {
             if let Some(failed) = queue.finished(args.max_attempts) {
                 queue.snapshot(args.max_attempts).write(&args.state);
                 if failed.is_empty() {
@@ -559,16 +577,17 @@ fn launch<E: Executor>(
     }
 }
 
-/// Writes the outcomes to the journal (one sync for the batch), then acknowledges them:
-/// logs, metrics, retries.
-fn record(
-    queue: &mut Queue,
+/// A sync of outcomes under way on a blocking thread.
+struct Sync {
     finished: Vec<Finished>,
-    args: &RunArgs,
-    metrics: &QueueMetrics,
-) -> Result<(), ComponentError> {
+    events: Vec<Event>,
+    handle: tokio::task::JoinHandle<(Journal, std::io::Result<()>)>,
+}
+
+/// The events that record what finished (nothing for a fetch that will be tried again).
+fn events_of(finished: &[Finished]) -> Vec<Event> {
     let mut events = Vec::new();
-    for f in &finished {
+    for f in finished {
         if let Ok((outcome, took)) = &f.result {
             let secs = took.as_secs_f64();
             events.push(match outcome {
@@ -586,11 +605,42 @@ fn record(
             });
         }
     }
-    queue
-        .journal
-        .append(&events)
-        .map_err(|e| ComponentError::runtime(format!("journal: {e}")))?;
-    for event in &events {
+    events
+}
+
+/// Starts syncing every waiting outcome in one write and one fsync (group commit), unless
+/// a sync is already under way: outcomes that finish meanwhile go in the next one. The
+/// loop goes on starting workers while the disk works.
+fn start_sync(queue: &mut Queue, unsynced: &mut Vec<Finished>, syncing: &mut Option<Sync>) {
+    if syncing.is_some() || unsynced.is_empty() {
+        return;
+    }
+    let Some(mut journal) = queue.journal.take() else {
+        return;
+    };
+    let finished = std::mem::take(unsynced);
+    let events = events_of(&finished);
+    let to_write = events.clone();
+    let handle = tokio::task::spawn_blocking(move || {
+        let written = journal.append(&to_write);
+        (journal, written)
+    });
+    *syncing = Some(Sync {
+        finished,
+        events,
+        handle,
+    });
+}
+
+/// Acknowledges outcomes now synced: the state, logs, metrics and retries.
+fn acknowledge(
+    queue: &mut Queue,
+    finished: Vec<Finished>,
+    events: &[Event],
+    args: &RunArgs,
+    metrics: &QueueMetrics,
+) {
+    for event in events {
         queue.state.apply(event);
     }
     let now = Instant::now();
@@ -636,7 +686,6 @@ fn record(
             }
         }
     }
-    Ok(())
 }
 
 fn update_gauges(snapshot: &Snapshot, metrics: &QueueMetrics) {

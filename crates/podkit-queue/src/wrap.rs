@@ -8,12 +8,14 @@
 //!   has it).
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use podkit_core::component::{ComponentError, Context};
 use podkit_core::http::{text, Body};
 use podkit_core::ConfigError;
+use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::api;
@@ -129,27 +131,21 @@ impl Filter {
         Ok(kept.into_iter().map(|(_, name)| name).collect())
     }
 
-    async fn answer(&self, method: Method, path: String) -> http::Response<Body> {
-        match api::route(&method, &path) {
-            api::Route::List => match self.list().await {
-                Ok(names) => json_answer(
-                    StatusCode::OK,
-                    &api::item_list(names.iter().map(String::as_str)),
-                ),
-                Err(err) => bad_gateway(&err),
-            },
-            api::Route::Item(name) => match self.upstream.item(&name).await {
-                Ok(data) if self.expr.keeps(&name, &data) => {
-                    json_answer(StatusCode::OK, &api::item(data))
-                }
-                Ok(_) => text(StatusCode::NOT_FOUND, format!("{name:?} is filtered out\n")),
-                Err(err) if err.is_not_found() => {
-                    text(StatusCode::NOT_FOUND, format!("no item {name:?}\n"))
-                }
-                Err(err) => bad_gateway(&err),
-            },
-            other => refusal(&other),
+    async fn item(&self, name: &str) -> Result<Option<Value>, SourceError> {
+        match self.upstream.item(name).await {
+            Ok(data) => Ok(self.expr.keeps(name, &data).then_some(data)),
+            Err(err) if err.is_not_found() => Ok(None),
+            Err(err) => Err(err),
         }
+    }
+}
+
+impl Wrapped for Filter {
+    fn list(&self) -> impl Future<Output = Result<Vec<String>, SourceError>> + Send {
+        Filter::list(self)
+    }
+    fn item(&self, name: &str) -> impl Future<Output = Result<Option<Value>, SourceError>> + Send {
+        Filter::item(self, name)
     }
 }
 
@@ -185,54 +181,63 @@ impl Merge {
         Ok(names)
     }
 
-    async fn answer(&self, method: Method, path: String) -> http::Response<Body> {
-        match api::route(&method, &path) {
-            api::Route::List => match self.list().await {
-                Ok(names) => json_answer(
-                    StatusCode::OK,
-                    &api::item_list(names.iter().map(String::as_str)),
-                ),
-                Err(err) => bad_gateway(&err),
-            },
-            api::Route::Item(name) => {
-                for upstream in &self.upstreams {
-                    match upstream.item(&name).await {
-                        Ok(data) => return json_answer(StatusCode::OK, &api::item(data)),
-                        Err(err) if err.is_not_found() => continue,
-                        Err(err) => return bad_gateway(&err),
-                    }
-                }
-                text(StatusCode::NOT_FOUND, format!("no item {name:?}\n"))
+    async fn item(&self, name: &str) -> Result<Option<Value>, SourceError> {
+        for upstream in &self.upstreams {
+            match upstream.item(name).await {
+                Ok(data) => return Ok(Some(data)),
+                Err(err) if err.is_not_found() => continue,
+                Err(err) => return Err(err),
             }
-            other => refusal(&other),
         }
+        Ok(None)
     }
 }
 
-/// Serves the filter until shutdown.
-pub async fn serve_filter(
-    filter: Filter,
-    listen: std::net::SocketAddr,
-    ctx: Context,
-) -> Result<(), ComponentError> {
-    let filter = Arc::new(filter);
-    serve_api(listen, ctx, move |method, path| {
-        let filter = filter.clone();
-        async move { filter.answer(method, path).await }
-    })
-    .await
+impl Wrapped for Merge {
+    fn list(&self) -> impl Future<Output = Result<Vec<String>, SourceError>> + Send {
+        Merge::list(self)
+    }
+    fn item(&self, name: &str) -> impl Future<Output = Result<Option<Value>, SourceError>> + Send {
+        Merge::item(self, name)
+    }
 }
 
-/// Serves the merger until shutdown.
-pub async fn serve_merge(
-    merge: Merge,
+/// A source made of other sources.
+pub trait Wrapped: Send + Sync + 'static {
+    /// Every item's name, in order.
+    fn list(&self) -> impl Future<Output = Result<Vec<String>, SourceError>> + Send;
+    /// One item's data; `None` when this source does not serve it.
+    fn item(&self, name: &str) -> impl Future<Output = Result<Option<Value>, SourceError>> + Send;
+}
+
+async fn answer<W: Wrapped>(wrapped: &W, method: Method, path: String) -> http::Response<Body> {
+    match api::route(&method, &path) {
+        api::Route::List => match wrapped.list().await {
+            Ok(names) => json_answer(
+                StatusCode::OK,
+                &api::item_list(names.iter().map(String::as_str)),
+            ),
+            Err(err) => bad_gateway(&err),
+        },
+        api::Route::Item(name) => match wrapped.item(&name).await {
+            Ok(Some(data)) => json_answer(StatusCode::OK, &api::item(data)),
+            Ok(None) => text(StatusCode::NOT_FOUND, format!("no item {name:?} here\n")),
+            Err(err) => bad_gateway(&err),
+        },
+        other => refusal(&other),
+    }
+}
+
+/// Serves a filter or a merger until shutdown.
+pub async fn serve<W: Wrapped>(
+    wrapped: W,
     listen: std::net::SocketAddr,
     ctx: Context,
 ) -> Result<(), ComponentError> {
-    let merge = Arc::new(merge);
+    let wrapped = Arc::new(wrapped);
     serve_api(listen, ctx, move |method, path| {
-        let merge = merge.clone();
-        async move { merge.answer(method, path).await }
+        let wrapped = wrapped.clone();
+        async move { answer(wrapped.as_ref(), method, path).await }
     })
     .await
 }

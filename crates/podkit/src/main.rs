@@ -142,7 +142,7 @@ fn main() -> ExitCode {
                 Err(err) => podkit_core::cli::exit_config_error(&err),
             };
             component::run("source", &c.contract, |ctx| {
-                podkit_queue::wrap::serve_filter(filter, c.filter.listen, ctx)
+                podkit_queue::wrap::serve(filter, c.filter.listen, ctx)
             })
         }
         Cli::Source(SourceCommand::Merge(c)) => {
@@ -151,7 +151,7 @@ fn main() -> ExitCode {
                 Err(err) => podkit_core::cli::exit_config_error(&err),
             };
             component::run("source", &c.contract, |ctx| {
-                podkit_queue::wrap::serve_merge(merge, c.merge.listen, ctx)
+                podkit_queue::wrap::serve(merge, c.merge.listen, ctx)
             })
         }
         Cli::Worker(WorkerCommand::Multi(c)) => podkit_queue::multi::run(&c.multi),

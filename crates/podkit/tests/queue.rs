@@ -94,6 +94,19 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// `podkit queue run` as a service (no `--exit-when-done`), ready.
+fn start_manager(source: &str, state: &Path, worker: &str, extra: &[&str]) -> Podkit {
+    let state = state.to_str().unwrap();
+    let mut args = vec!["queue", "run", "--source", source, "--state", state];
+    args.extend(["--worker", worker, "--log-format", "text"]);
+    args.extend_from_slice(extra);
+    let mut manager = Podkit::start(Path::new(PODKIT), &args).expect("podkit queue run");
+    manager
+        .wait_ready()
+        .unwrap_or_else(|e| panic!("{e}\n{}", manager.output()));
+    manager
+}
+
 fn queue_command(args: &[&str]) -> (ExitStatus, String) {
     let output = Command::new(PODKIT)
         .arg("queue")
@@ -356,29 +369,12 @@ fn a_malformed_source_is_reported_and_nothing_is_lost() {
         std::net::TcpStream::connect(site).is_ok()
     }));
     let state = dir.path().join("state");
-    let (manager, _) = {
-        let state_s = state.to_str().unwrap().to_string();
-        let source = format!("http://{site}");
-        let p = Podkit::start(
-            Path::new(PODKIT),
-            &[
-                "queue",
-                "run",
-                "--source",
-                &source,
-                "--state",
-                &state_s,
-                "--worker",
-                "true",
-                "--poll",
-                "200ms",
-                "--log-format",
-                "text",
-            ],
-        )
-        .expect("podkit queue run");
-        (p, ())
-    };
+    let manager = start_manager(
+        &format!("http://{site}"),
+        &state,
+        "true",
+        &["--poll", "200ms"],
+    );
     assert!(eventually(Duration::from_secs(10), || {
         metric(manager.admin, "podkit_queue_source_errors", &[]).unwrap_or(0.0) >= 2.0
     }));
@@ -395,7 +391,7 @@ fn a_malformed_source_is_reported_and_nothing_is_lost() {
 #[test]
 fn a_manager_killed_at_any_moment_loses_nothing_and_reruns_only_running_items() {
     let dir = tempfile::tempdir().unwrap();
-    let names: Vec<String> = (0..60).map(|i| format!("job-{i:02}")).collect();
+    let names: Vec<String> = (0..120).map(|i| format!("job-{i:03}")).collect();
     let items = dir.path().join("items.jsonl");
     items_file(&items, &names);
     let (_source, addr) = start_source("file", &items, &[]);
@@ -449,16 +445,19 @@ fn a_manager_killed_at_any_moment_loses_nothing_and_reruns_only_running_items() 
         );
     }
     // Only items running, or finished but not yet synced, when a kill came may run
-    // twice: the manager starts the next workers while it syncs, so at most twice the
-    // parallelism per kill.
+    // twice: besides the running ones, one batch being synced and one waiting for the
+    // next sync, so at most three times the parallelism per kill.
     let reruns: usize = counts.values().map(|c| c - 1).sum();
     assert!(
-        reruns <= kills * 2 * parallelism,
+        reruns <= kills * 3 * parallelism,
         "{reruns} reruns after {kills} kills: completed items ran again"
     );
-    assert!(kills > 0, "the test killed the manager at least once");
+    assert!(
+        kills >= 2,
+        "the test killed the manager {kills} time(s) only"
+    );
     let (_, report) = queue_command(&["status", "--state", state.to_str().unwrap()]);
-    assert!(report.contains("60 done, 0 failed"), "{report}");
+    assert!(report.contains("120 done, 0 failed"), "{report}");
 }
 
 #[test]
@@ -648,19 +647,11 @@ fn auto_parallelism_follows_the_arrival_rate_up_and_down() {
     std::fs::write(&items, "").unwrap();
     let (_source, addr) = start_source("file", &items, &[]);
     let state = dir.path().join("state");
-    let source = format!("http://{addr}");
-    let state_s = state.to_str().unwrap().to_string();
-    let manager = Podkit::start(
-        Path::new(PODKIT),
+    let manager = start_manager(
+        &format!("http://{addr}"),
+        &state,
+        "sleep 0.5",
         &[
-            "queue",
-            "run",
-            "--source",
-            &source,
-            "--state",
-            &state_s,
-            "--worker",
-            "sleep 0.5",
             "--parallelism",
             "auto",
             "--min",
@@ -669,13 +660,8 @@ fn auto_parallelism_follows_the_arrival_rate_up_and_down() {
             "8",
             "--poll",
             "100ms",
-            "--log-format",
-            "text",
         ],
-    )
-    .expect("podkit queue run");
-    let mut manager = manager;
-    manager.wait_ready().unwrap();
+    );
     let parallelism = || metric(manager.admin, "podkit_queue_parallelism", &[]).unwrap_or(-1.0);
     assert_eq!(parallelism(), 1.0, "starts at --min");
     // Rising: an item every 100 ms, each taking half a second: about six workers needed.
