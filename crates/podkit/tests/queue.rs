@@ -37,6 +37,15 @@ fn items_file(path: &Path, names: &[String]) {
     std::fs::write(path, text).unwrap();
 }
 
+/// A temporary directory with an items file of `names`, served by `podkit source file`.
+fn items_source(names: &[String]) -> (tempfile::TempDir, Podkit, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let items = dir.path().join("items.jsonl");
+    items_file(&items, names);
+    let (source, addr) = start_source("file", &items, &[]);
+    (dir, source, addr)
+}
+
 /// `podkit queue run` as a batch job (`--exit-when-done`), killed if it runs past
 /// `limit` (a hang is a failure, not a timing claim).
 fn run_batch(
@@ -220,11 +229,8 @@ fn a_bad_items_file_or_glob_exits_2_naming_the_flag() {
 
 #[test]
 fn every_item_runs_once_with_its_data_in_a_private_file() {
-    let dir = tempfile::tempdir().unwrap();
     let names: Vec<String> = (0..20).map(|i| format!("item {i}")).collect();
-    let items = dir.path().join("items.jsonl");
-    items_file(&items, &names);
-    let (_source, addr) = start_source("file", &items, &[]);
+    let (dir, _source, addr) = items_source(&names);
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
     let state = dir.path().join("state");
@@ -390,11 +396,8 @@ fn a_malformed_source_is_reported_and_nothing_is_lost() {
 
 #[test]
 fn a_manager_killed_at_any_moment_loses_nothing_and_reruns_only_running_items() {
-    let dir = tempfile::tempdir().unwrap();
     let names: Vec<String> = (0..120).map(|i| format!("job-{i:03}")).collect();
-    let items = dir.path().join("items.jsonl");
-    items_file(&items, &names);
-    let (_source, addr) = start_source("file", &items, &[]);
+    let (dir, _source, addr) = items_source(&names);
     let state = dir.path().join("state");
     let runs = dir.path().join("runs.log");
     let parallelism = 4;
@@ -701,11 +704,8 @@ fn auto_parallelism_follows_the_arrival_rate_up_and_down() {
 
 #[test]
 fn status_watch_follows_the_manager_until_it_stops() {
-    let dir = tempfile::tempdir().unwrap();
     let names: Vec<String> = (0..10).map(|i| format!("w{i}")).collect();
-    let items = dir.path().join("items.jsonl");
-    items_file(&items, &names);
-    let (_source, addr) = start_source("file", &items, &[]);
+    let (dir, _source, addr) = items_source(&names);
     let state = dir.path().join("state");
     let mut manager = Command::new(PODKIT)
         .args(["queue", "run", "--source", &format!("http://{addr}")])
