@@ -84,7 +84,9 @@ pub struct ContainerSpec {
     pub command: Vec<String>,
     #[serde(default)]
     pub args: Vec<String>,
-    #[serde(default)]
+    /// Variables, as a map (`{NAME: value}`) or as Kubernetes writes them
+    /// (`[{name: NAME, value: value}]`).
+    #[serde(default, deserialize_with = "env_map_or_list")]
     pub env: BTreeMap<String, String>,
     /// Working directory; default the replica's directory.
     #[serde(default)]
@@ -185,6 +187,34 @@ pub struct ServiceSpec {
     /// `http` (requests) or `tcp` (whole connections, e.g. TLS passing through).
     #[serde(default = "http_protocol")]
     pub protocol: String,
+}
+
+/// One variable in Kubernetes' list form.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvVar {
+    name: String,
+    #[serde(default)]
+    value: String,
+}
+
+/// Reads `env` as a map or as Kubernetes' list of `{name, value}`.
+fn env_map_or_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Env {
+        Map(BTreeMap<String, String>),
+        List(Vec<EnvVar>),
+    }
+    match Env::deserialize(deserializer) {
+        Ok(Env::Map(map)) => Ok(map),
+        Ok(Env::List(list)) => Ok(list.into_iter().map(|v| (v.name, v.value)).collect()),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a map of NAME: value, or a list of {name, value}",
+        )),
+    }
 }
 
 fn http_protocol() -> String {
@@ -541,6 +571,25 @@ services:
   - { name: cache, pod: cache, port: http }
   - { name: app, pod: app, port: http }
 "#;
+
+    #[test]
+    fn env_is_a_map_or_a_kubernetes_list() {
+        let pod = |env: &str| {
+            format!("pods:\n  - name: p\n    containers:\n      - name: c\n        command: [x]\n        env: {env}\n")
+        };
+        let map = parse(&pod("{ A: '1', B: two }"));
+        let list = parse(&pod("[{ name: A, value: '1' }, { name: B, value: two }]"));
+        assert_eq!(
+            map.pods[0].containers[0].env,
+            list.pods[0].containers[0].env
+        );
+        assert_eq!(list.pods[0].containers[0].env["B"], "two");
+        let bad: Result<Topology, _> = serde_yaml_ng::from_str(&pod("[{ nom: A }]"));
+        assert!(bad
+            .unwrap_err()
+            .to_string()
+            .contains("a list of {name, value}"));
+    }
 
     #[test]
     fn start_order_follows_services() {
