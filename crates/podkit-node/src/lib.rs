@@ -4,4 +4,7 @@
 //! application on the same machine and augment it without its knowledge.
 //!
 //! - [`topz`]: `podkit sidecar topz` — chapter 2's `/topz` process readout.
+//! - [`redis_metrics`]: `podkit adapter metrics` — chapter 4's monitoring adapter, Redis
+//!   statistics as Prometheus metrics named as redis_exporter names them.
+pub mod redis_metrics;
 pub mod topz;

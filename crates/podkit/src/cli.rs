@@ -9,7 +9,7 @@ const CATALOG: &str = "\
 Patterns of Designing Distributed Systems, by chapter:
   ch2  sidecar    topz, HTTPS (tls); config sync, git sync  podkit sidecar topz|tls
   ch3  ambassador sharding (shard), experiments (split)     podkit ambassador shard|split
-  ch4  adapter    metrics, logs, health                    (coming)
+  ch4  adapter    metrics (logs, health: coming)           podkit adapter metrics
   ch5  lb         replicated load-balanced services        podkit lb
   ch5  cache      caching layer, rate limiting             podkit cache
   ch6  shard      sharded services                         podkit shard
@@ -36,6 +36,9 @@ pub enum Cli {
     /// Ambassadors (ch3): broker the application's traffic to the world.
     #[command(subcommand)]
     Ambassador(AmbassadorCommand),
+    /// Adapters (ch4): present an application's monitoring and logs in a standard form.
+    #[command(subcommand)]
+    Adapter(AdapterCommand),
     /// Replicated load-balanced service (ch5): spread requests over ready replicas.
     Lb(Lb),
     /// Caching layer (ch5): an RFC 9111 shared cache with rate limiting, in front of a service.
@@ -180,6 +183,24 @@ pub enum SidecarCommand {
     Topz(Topz),
     /// Terminate HTTPS (h2 and http/1.1) in front of a legacy HTTP service on localhost.
     Tls(Tls),
+}
+
+/// `podkit adapter ...`
+#[derive(Subcommand, Debug)]
+pub enum AdapterCommand {
+    /// Serve Redis's statistics as Prometheus metrics named as redis_exporter names them.
+    Metrics(AdapterMetrics),
+}
+
+/// `podkit adapter metrics`
+#[derive(Args, Debug)]
+pub struct AdapterMetrics {
+    #[command(flatten)]
+    pub metrics: podkit_node::redis_metrics::MetricsArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
 }
 
 /// `podkit ambassador ...`

@@ -13,7 +13,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::ExitCode;
 
-use cli::{AmbassadorCommand, Cli, QueueCommand, SidecarCommand, SourceCommand, WorkerCommand};
+use cli::{
+    AdapterCommand, AmbassadorCommand, Cli, QueueCommand, SidecarCommand, SourceCommand,
+    WorkerCommand,
+};
 use podkit_core::{component, ConfigError, ContractArgs};
 use podkit_proxy::{ProxyConfig, Source};
 
@@ -40,6 +43,15 @@ fn main() -> ExitCode {
             vec!["--listen"],
             &c.contract,
         ),
+        Cli::Adapter(AdapterCommand::Metrics(c)) => {
+            let url = match c.metrics.url() {
+                Ok(url) => url,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            component::run("metrics", &c.contract, |ctx| {
+                podkit_node::redis_metrics::run(c.metrics, url, ctx)
+            })
+        }
         Cli::Ambassador(AmbassadorCommand::Shard(c)) => {
             let pools = match podkit_kv::config::load(&c.shard.conf_file) {
                 Ok(pools) => pools,
