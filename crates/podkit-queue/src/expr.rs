@@ -86,7 +86,10 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, String> {
             let start = i;
             i += 1;
             while i < chars.len()
-                && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == 'e')
+                && (chars[i].is_ascii_digit()
+                    || chars[i] == '.'
+                    || matches!(chars[i], 'e' | 'E')
+                    || (matches!(chars[i], '-' | '+') && matches!(chars[i - 1], 'e' | 'E')))
             {
                 i += 1;
             }
@@ -471,6 +474,11 @@ mod tests {
         );
         assert!(keeps(r#"name ~ "^it""#, "item-1", data.clone()));
         assert!(keeps("data.n == 3.0 && -1 < 0", "i", data.clone()));
+        assert!(keeps(
+            "data.n > 1e-3 && data.n < 3E2 && data.n == 0.3e+1",
+            "i",
+            data.clone()
+        ));
         assert!(keeps(
             r#"data.o == data.o && data.tags != data.o"#,
             "i",

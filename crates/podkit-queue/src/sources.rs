@@ -104,7 +104,8 @@ impl Items for DirItems {
             if name.starts_with('.') || !self.glob.matches(&name) {
                 continue;
             }
-            if entry.metadata().is_ok_and(|m| m.is_file()) {
+            // Followed like `data` follows it: a symlink to a file is a file.
+            if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
                 names.push(name);
             }
         }

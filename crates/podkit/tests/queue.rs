@@ -137,12 +137,13 @@ fn source_dir_serves_matching_files_with_their_metadata() {
         std::fs::write(dir.path().join(name), vec![b'x'; size]).unwrap();
     }
     std::fs::create_dir(dir.path().join("sub.mp4")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("a.mp4"), dir.path().join("link.mp4")).unwrap();
     let (_source, addr) = start_source("dir", dir.path(), &["--glob", "*.mp4"]);
     let (status, list) = get_json(addr, "/api/v1/items");
     assert_eq!(status, 200);
     assert_eq!(
         list,
-        json!({"kind": "ItemList", "apiVersion": "v1", "items": ["a.mp4", "b c.mp4"]})
+        json!({"kind": "ItemList", "apiVersion": "v1", "items": ["a.mp4", "b c.mp4", "link.mp4"]})
     );
     let (status, item) = get_json(addr, "/api/v1/items/b%20c.mp4");
     assert_eq!(status, 200, "{item}");
@@ -174,7 +175,10 @@ fn source_dir_serves_matching_files_with_their_metadata() {
     // A file added later is listed.
     std::fs::write(dir.path().join("c.mp4"), b"x").unwrap();
     let (_, list) = get_json(addr, "/api/v1/items");
-    assert_eq!(list["items"], json!(["a.mp4", "b c.mp4", "c.mp4"]));
+    assert_eq!(
+        list["items"],
+        json!(["a.mp4", "b c.mp4", "c.mp4", "link.mp4"])
+    );
 }
 
 #[test]
