@@ -420,3 +420,32 @@ fn video_thumbnailer_thumbnails_every_video_and_then_a_new_one() {
         "{report}"
     );
 }
+
+#[test]
+fn redis_metrics_reach_prometheus_under_redis_exporter_names() {
+    let example = run_example("redis-metrics", &[7301, 9121, 9090], |_| {});
+    let adapter = example.ports[&9121];
+    let prometheus = example.ports[&9090];
+    let text = get(adapter, "/metrics").text();
+    assert!(text.lines().any(|l| l == "redis_up 1"), "{text}");
+    // Prometheus scrapes the adapter every second; the series appear under the names
+    // redis_exporter's dashboards query.
+    for (query, check) in [
+        ("redis_up", "1"),
+        ("redis_db_keys%7Bdb%3D%22db0%22%7D", "0"),
+        ("redis_instance_info%7Brole%3D%22master%22%7D", "1"),
+    ] {
+        let mut last = Value::Null;
+        assert!(
+            eventually(Duration::from_secs(30), || {
+                last = serde_json::from_slice(
+                    &get(prometheus, &format!("/api/v1/query?query={query}")).body,
+                )
+                .unwrap_or_default();
+                last["data"]["result"][0]["value"][1] == check
+            }),
+            "{query}: {last}\n{}",
+            example.runner.output()
+        );
+    }
+}
