@@ -2,13 +2,14 @@
 //! same pinned core: a small cached object, a 1 MiB cached object, and the miss path
 //! (every request a new URL) against going to the origin directly.
 
+use crate::harness::start_podkit;
 use std::time::Duration;
 
 use podkit_testkit::free_port;
 use podkit_testkit::servers::{Nginx, Varnish};
 
 use crate::harness::{pin, Report, CLIENT_CORES, SERVER_CORES};
-use crate::{podkit_binary, wrk};
+use crate::wrk;
 
 /// A wrk script that asks for a new URL on every request.
 const UNIQUE_URLS: &str = "counter = 0\nrequest = function()\n  counter = counter + 1\n  return wrk.format(nil, \"/miss/\" .. counter .. \"-\" .. math.random(1000000000))\nend\n";
@@ -55,8 +56,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
 
     let listen = format!("127.0.0.1:{}", free_port());
     let upstream = format!("http://{}", origin.addr);
-    let mut podkit = podkit_testkit::podkit::Podkit::start(
-        &podkit_binary(),
+    let _podkit = start_podkit(
         &[
             "cache",
             "--listen",
@@ -70,10 +70,8 @@ pub fn run(quick: bool) -> Result<Report, String> {
             "--log-level",
             "warn",
         ],
-    )
-    .map_err(|e| e.to_string())?;
-    podkit.wait_ready().map_err(|e| e.to_string())?;
-    pin(podkit.process().pid().unwrap_or(0), SERVER_CORES)?;
+        SERVER_CORES,
+    )?;
 
     let podkit_url = format!("http://{listen}");
     let varnish_url = format!("http://{}", varnish.addr);

@@ -24,6 +24,16 @@ pub fn pin(pid: u32, cores: &str) -> Result<(), String> {
     }
 }
 
+/// Starts `podkit <args>` (built beside this binary), waits until it is ready, and pins
+/// every thread of it to `cores`.
+pub fn start_podkit(args: &[&str], cores: &str) -> Result<podkit_testkit::podkit::Podkit, String> {
+    let mut podkit = podkit_testkit::podkit::Podkit::start(&crate::podkit_binary(), args)
+        .map_err(|e| e.to_string())?;
+    podkit.wait_ready().map_err(|e| e.to_string())?;
+    pin(podkit.process().pid().unwrap_or(0), cores)?;
+    Ok(podkit)
+}
+
 /// A command prefixed with `taskset -c cores`.
 pub fn pinned(cores: &str, program: &str) -> Command {
     let mut command = Command::new("taskset");

@@ -5,16 +5,15 @@
 //! Both proxies read the same `nutcracker.yaml` (a Redis pool and a memcache pool) and
 //! run on one core: podkit with `--threads 1`, nutcracker single-threaded by design.
 
+use crate::harness::start_podkit;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 
 use podkit_testkit::free_port;
-use podkit_testkit::podkit::Podkit;
 use podkit_testkit::servers::{Memcached, Nutcracker, Redis};
 
 use crate::harness::{output, pin, pinned, Measurement, Report, CLIENT_CORES, SERVER_CORES};
 use crate::memload::Summary;
-use crate::podkit_binary;
 
 /// The listening ports of one proxy's two pools.
 #[derive(Debug, Clone, Copy)]
@@ -88,8 +87,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let file = dir.path().join("nutcracker.yaml");
     std::fs::write(&file, config(podkit_ports)).map_err(|e| e.to_string())?;
-    let mut podkit = Podkit::start(
-        &podkit_binary(),
+    let mut podkit = start_podkit(
         &[
             "ambassador",
             "shard",
@@ -100,11 +98,9 @@ pub fn run(quick: bool) -> Result<Report, String> {
             "--log-level",
             "warn",
         ],
-    )
-    .map_err(|e| e.to_string())?;
-    podkit.wait_ready().map_err(|e| e.to_string())?;
+        SERVER_CORES,
+    )?;
     let podkit_pid = podkit.process().pid().unwrap_or(0);
-    pin(podkit_pid, SERVER_CORES)?;
 
     let direct = Ports {
         redis: redis[0].addr.port(),

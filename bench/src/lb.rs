@@ -5,13 +5,14 @@
 //! pool and HTTP/1.1 toward the backends, haproxy with `http-reuse always`, all three with
 //! a single worker thread and no access log.
 
+use crate::harness::start_podkit;
 use std::time::Duration;
 
 use podkit_testkit::free_port;
 use podkit_testkit::servers::{Haproxy, Nginx};
 
 use crate::harness::{pin, Report, CLIENT_CORES, SERVER_CORES};
-use crate::{podkit_binary, wrk};
+use crate::wrk;
 
 /// Runs the benchmark.
 pub fn run(quick: bool) -> Result<Report, String> {
@@ -67,8 +68,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
     let listen = format!("127.0.0.1:{}", free_port());
     let b1 = format!("http://127.0.0.1:{}", backends[0]);
     let b2 = format!("http://127.0.0.1:{}", backends[1]);
-    let mut podkit = podkit_testkit::podkit::Podkit::start(
-        &podkit_binary(),
+    let _podkit = start_podkit(
         &[
             "lb",
             "--listen",
@@ -84,10 +84,8 @@ pub fn run(quick: bool) -> Result<Report, String> {
             "--log-level",
             "warn",
         ],
-    )
-    .map_err(|e| e.to_string())?;
-    podkit.wait_ready().map_err(|e| e.to_string())?;
-    pin(podkit.process().pid().unwrap_or(0), SERVER_CORES)?;
+        SERVER_CORES,
+    )?;
 
     let case = format!("GET / c={connections}");
     let targets = [

@@ -197,36 +197,20 @@ async fn one_client(load: &Load, client: usize, count: usize) -> Result<Vec<Dura
     Ok(latencies)
 }
 
-/// The length of the first complete reply in `buf`: a `VALUE` block list ended by
-/// `END`, or a single status line. An error reply fails the run.
+/// The length of the first complete reply in `buf` (podkit's memcache codec finds where
+/// it ends); an error reply fails the run.
 pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, String> {
-    let mut at = 0;
-    loop {
-        let Some(end) = buf[at..].windows(2).position(|w| w == b"\r\n") else {
-            return Ok(None);
-        };
-        let line = &buf[at..at + end];
-        let next = at + end + 2;
-        if let Some(header) = line.strip_prefix(b"VALUE ") {
-            let bytes = std::str::from_utf8(header)
-                .ok()
-                .and_then(|h| h.split(' ').nth(2))
-                .and_then(|b| b.parse::<usize>().ok())
-                .ok_or_else(|| format!("bad VALUE line: {}", String::from_utf8_lossy(line)))?;
-            if buf.len() < next + bytes + 2 {
-                return Ok(None);
-            }
-            at = next + bytes + 2;
-            continue;
-        }
-        if line.starts_with(b"SERVER_ERROR")
-            || line.starts_with(b"CLIENT_ERROR")
-            || line == b"ERROR"
-        {
-            return Err(format!("error reply: {}", String::from_utf8_lossy(line)));
-        }
-        return Ok(Some(next));
+    if [&b"SERVER_ERROR"[..], b"CLIENT_ERROR", b"ERROR\r"]
+        .iter()
+        .any(|p| buf.starts_with(p))
+    {
+        let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
+        return Err(format!(
+            "error reply: {}",
+            String::from_utf8_lossy(line).trim_end()
+        ));
     }
+    podkit_kv::memcache::reply_len(buf, true).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

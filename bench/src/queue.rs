@@ -2,12 +2,12 @@
 //! `xargs -P N` over the same item list, with a trivial worker (`true`), both on the same
 //! two cores.
 
+use crate::harness::start_podkit;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use podkit_testkit::free_port;
-use podkit_testkit::podkit::Podkit;
 
 use crate::harness::{Measurement, Report};
 use crate::podkit_binary;
@@ -45,8 +45,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
     std::fs::write(&names_file, names.join("\n") + "\n").map_err(|e| e.to_string())?;
 
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut source = Podkit::start(
-        &podkit_binary(),
+    let _source = start_podkit(
         &[
             "source",
             "file",
@@ -59,10 +58,8 @@ pub fn run(quick: bool) -> Result<Report, String> {
             "--log-level",
             "warn",
         ],
-    )
-    .map_err(|e| e.to_string())?;
-    source.wait_ready().map_err(|e| e.to_string())?;
-    crate::harness::pin(source.process().pid().unwrap_or(0), CORES)?;
+        CORES,
+    )?;
 
     for parallelism in [1, 4] {
         let state = dir.path().join(format!("state-{parallelism}"));

@@ -5,13 +5,14 @@
 //! Both use the same ECDSA P-256 certificate, TLS 1.2 and 1.3 enabled (Debian's nginx 1.22
 //! needs `ssl_protocols` to offer 1.3), one worker each, and an upstream keep-alive pool.
 
+use crate::harness::start_podkit;
 use std::time::Duration;
 
 use podkit_testkit::free_port;
 use podkit_testkit::servers::Nginx;
 
 use crate::harness::{pin, Report, CLIENT_CORES, SERVER_CORES};
-use crate::{podkit_binary, wrk};
+use crate::wrk;
 
 /// Runs the benchmark.
 pub fn run(quick: bool) -> Result<Report, String> {
@@ -64,8 +65,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
 
     let listen = format!("127.0.0.1:{}", free_port());
     let upstream = backend.addr.to_string();
-    let mut podkit = podkit_testkit::podkit::Podkit::start(
-        &podkit_binary(),
+    let _podkit = start_podkit(
         &[
             "sidecar",
             "tls",
@@ -82,10 +82,8 @@ pub fn run(quick: bool) -> Result<Report, String> {
             "--log-level",
             "warn",
         ],
-    )
-    .map_err(|e| e.to_string())?;
-    podkit.wait_ready().map_err(|e| e.to_string())?;
-    pin(podkit.process().pid().unwrap_or(0), SERVER_CORES)?;
+        SERVER_CORES,
+    )?;
 
     let targets = [
         ("podkit", format!("https://{listen}/")),

@@ -145,6 +145,29 @@ impl Default for ServeOptions {
     }
 }
 
+/// A component's whole HTTP serving life: binds `addr` (named `flag` in a bind error), logs
+/// what it serves, tells the runner start-up is done ([`crate::Context::started`]), and
+/// serves `handler` with default limits until shutdown.
+pub async fn serve_component<H: Handler>(
+    flag: &str,
+    addr: SocketAddr,
+    what: &str,
+    ctx: &crate::Context,
+    handler: H,
+) -> Result<(), crate::ComponentError> {
+    let listener = crate::component::bind(flag, addr).await?;
+    tracing::info!(listen = %listener.local_addr().unwrap_or(addr), "serving {what}");
+    ctx.started();
+    serve(
+        listener,
+        handler,
+        ctx.shutdown.clone(),
+        ServeOptions::default(),
+    )
+    .await;
+    Ok(())
+}
+
 /// Serves `handler` on plain TCP; see [`serve_with`].
 pub async fn serve<H: Handler>(
     listener: TcpListener,

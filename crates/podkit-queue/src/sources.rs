@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use podkit_core::component::{ComponentError, Context};
-use podkit_core::http::{response, serve, text, Body, ServeOptions};
+use podkit_core::http::{response, serve_component, text, Body};
 use podkit_core::ConfigError;
 use serde_json::{json, Value};
 
@@ -287,20 +287,17 @@ where
     F: Fn(Method, String) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = http::Response<Body>> + Send + 'static,
 {
-    let listener = podkit_core::component::bind("--listen", listen).await?;
-    tracing::info!(listen = %listener.local_addr().unwrap_or(listen), "serving the work-queue source API");
-    ctx.started();
     let handler = move |req: http::Request<hyper::body::Incoming>, _conn| {
         answer(req.method().clone(), req.uri().path().to_string())
     };
-    serve(
-        listener,
+    serve_component(
+        "--listen",
+        listen,
+        "the work-queue source API",
+        &ctx,
         handler,
-        ctx.shutdown.clone(),
-        ServeOptions::default(),
     )
-    .await;
-    Ok(())
+    .await
 }
 
 /// A JSON answer.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use podkit_core::component::{ComponentError, Context};
-use podkit_core::http::{response, serve, ServeOptions};
+use podkit_core::http::{response, serve_component};
 use podkit_core::{ConfigError, HumanDuration};
 use podkit_kv::resp::Frame;
 
@@ -93,13 +93,7 @@ async fn collect(url: &RedisUrl, timeout: Duration) -> Result<Scrape, String> {
 
 /// Serves `/metrics` until shutdown.
 pub async fn run(args: MetricsArgs, url: RedisUrl, ctx: Context) -> Result<(), ComponentError> {
-    let listener = podkit_core::component::bind("--listen", args.listen).await?;
-    tracing::info!(
-        listen = %listener.local_addr().unwrap_or(args.listen),
-        redis = %url.address(),
-        "serving Redis metrics"
-    );
-    ctx.started();
+    tracing::info!(redis = %url.address(), "scraping Redis on each request for /metrics");
     let url = Arc::new(url);
     let scrapes = Arc::new(AtomicU64::new(0));
     let timeout = args.scrape_timeout.get();
@@ -146,12 +140,5 @@ pub async fn run(args: MetricsArgs, url: RedisUrl, ctx: Context) -> Result<(), C
             }
         }
     };
-    serve(
-        listener,
-        handler,
-        ctx.shutdown.clone(),
-        ServeOptions::default(),
-    )
-    .await;
-    Ok(())
+    serve_component("--listen", args.listen, "Redis metrics", &ctx, handler).await
 }
