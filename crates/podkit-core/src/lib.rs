@@ -13,6 +13,7 @@
 //! - [`admin`]: the admin endpoint (`/healthz`, `/readyz`, `/metrics`, extra routes);
 //! - [`http`]: an HTTP server with limits and a graceful drain;
 //! - [`shutdown`]: SIGTERM/SIGINT as a cancellation token;
+//! - [`ports`]: free loopback ports outside the ephemeral range;
 //! - [`component`]: [`component::run`], which ties the above together.
 //!
 //! A component adopts it in a few lines:
@@ -46,6 +47,7 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod ports;
 pub mod readiness;
 pub mod shutdown;
 pub mod units;

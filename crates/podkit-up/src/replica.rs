@@ -119,7 +119,7 @@ impl Replica {
                 restarts: 0,
                 pid: None,
                 exit_code: None,
-                admin_port: podkit_ports::free(),
+                admin_port: podkit_core::ports::free_port(),
                 has_readiness: c.readiness_probe.is_some(),
             })
             .collect();
@@ -190,19 +190,6 @@ impl Replica {
         for task in self.tasks {
             let _ = task.await;
         }
-    }
-}
-
-/// Free ports for processes' admin endpoints.
-pub mod podkit_ports {
-    use std::net::TcpListener;
-
-    /// A free loopback port.
-    pub fn free() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or(0)
     }
 }
 

@@ -94,7 +94,7 @@ impl Runner {
         let mut services = BTreeMap::new();
         for spec in &topology.services {
             let listen = spec.listen.unwrap_or_else(|| {
-                SocketAddr::from(([127, 0, 0, 1], crate::replica::podkit_ports::free()))
+                SocketAddr::from(([127, 0, 0, 1], podkit_core::ports::free_port()))
             });
             shared
                 .services
@@ -435,7 +435,7 @@ fn allocate_ports(pod: &PodSpec) -> BTreeMap<String, u16> {
         .map(|p| {
             (
                 p.name.clone(),
-                p.port.unwrap_or_else(crate::replica::podkit_ports::free),
+                p.port.unwrap_or_else(podkit_core::ports::free_port),
             )
         })
         .collect()

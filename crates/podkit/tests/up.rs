@@ -175,9 +175,11 @@ fn a_service_sends_only_to_ready_replicas() {
     );
 
     up.make_ready("web", 1);
-    assert!(eventually(Duration::from_secs(10), || up
-        .service_backends("web")
-        == 1));
+    assert!(
+        eventually(Duration::from_secs(10), || up.service_backends("web") == 1),
+        "1 backend: {}",
+        up.status()
+    );
     assert!(eventually(Duration::from_secs(5), || get(
         up.service,
         "/index.html"
@@ -233,17 +235,21 @@ fn scaling_through_the_admin_endpoint_and_the_service_follows() {
     for replica in &replicas {
         up.make_ready("web", replica["index"].as_u64().unwrap());
     }
-    assert!(eventually(Duration::from_secs(10), || up
-        .service_backends("web")
-        == 5));
+    assert!(
+        eventually(Duration::from_secs(10), || up.service_backends("web") == 5),
+        "5 backends: {}",
+        up.status()
+    );
     let doomed: Vec<u64> = replicas[1..]
         .iter()
         .map(|r| r["containers"][0]["pid"].as_u64().unwrap())
         .collect();
     http_request(up.runner.admin, "POST", "/scale/web?replicas=1", &[], b"").unwrap();
-    assert!(eventually(Duration::from_secs(10), || up
-        .service_backends("web")
-        == 1));
+    assert!(
+        eventually(Duration::from_secs(10), || up.service_backends("web") == 1),
+        "1 backend: {}",
+        up.status()
+    );
     assert!(eventually(Duration::from_secs(10), || doomed
         .iter()
         .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())));
