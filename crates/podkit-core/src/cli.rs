@@ -457,3 +457,44 @@ mod tests {
         );
     }
 }
+
+/// A listen address as other servers' flags write it: `host:port` where host may be a
+/// name (`localhost:8080`, resolved now), an IP, or empty (`:8080`, every interface, as
+/// Go programs take it). For `value_parser`.
+pub fn listen_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{text}' is not host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("'{port}' is not a port"))?;
+    if host.is_empty() {
+        return Ok(std::net::SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("'{host}' does not resolve: {e}"))?
+        .min_by_key(|a| !a.is_ipv4())
+        .ok_or_else(|| format!("'{host}' has no address"))
+}
+
+#[cfg(test)]
+mod listen_addr_tests {
+    use super::listen_addr;
+
+    #[test]
+    fn names_ips_and_bare_ports() {
+        assert_eq!(
+            listen_addr("localhost:8080").unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(listen_addr(":9000").unwrap().to_string(), "0.0.0.0:9000");
+        assert_eq!(listen_addr("[::1]:80").unwrap().to_string(), "[::1]:80");
+        assert!(listen_addr("localhost").is_err());
+        assert!(listen_addr("localhost:http").is_err());
+    }
+}

@@ -6,5 +6,9 @@
 //! - [`topz`]: `podkit sidecar topz` — chapter 2's `/topz` process readout.
 //! - [`redis_metrics`]: `podkit adapter metrics` — chapter 4's monitoring adapter, Redis
 //!   statistics as Prometheus metrics named as redis_exporter names them.
+//! - [`health`]: `podkit adapter health` — chapter 4's rich health monitor for MySQL,
+//!   PostgreSQL or Redis.
+pub mod health;
+pub mod redis_client;
 pub mod redis_metrics;
 pub mod topz;

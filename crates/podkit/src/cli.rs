@@ -9,7 +9,7 @@ const CATALOG: &str = "\
 Patterns of Designing Distributed Systems, by chapter:
   ch2  sidecar    topz, HTTPS (tls); config sync, git sync  podkit sidecar topz|tls
   ch3  ambassador sharding (shard), experiments (split)     podkit ambassador shard|split
-  ch4  adapter    metrics (logs, health: coming)           podkit adapter metrics
+  ch4  adapter    metrics, health (logs: coming)           podkit adapter metrics|health
   ch5  lb         replicated load-balanced services        podkit lb
   ch5  cache      caching layer, rate limiting             podkit cache
   ch6  shard      sharded services                         podkit shard
@@ -190,6 +190,19 @@ pub enum SidecarCommand {
 pub enum AdapterCommand {
     /// Serve Redis's statistics as Prometheus metrics named as redis_exporter names them.
     Metrics(AdapterMetrics),
+    /// Answer HTTP health checks by running a query on MySQL, PostgreSQL or Redis.
+    Health(AdapterHealth),
+}
+
+/// `podkit adapter health`
+#[derive(Args, Debug)]
+pub struct AdapterHealth {
+    #[command(flatten)]
+    pub health: podkit_node::health::HealthArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
 }
 
 /// `podkit adapter metrics`

@@ -52,6 +52,15 @@ fn main() -> ExitCode {
                 podkit_node::redis_metrics::run(c.metrics, url, ctx)
             })
         }
+        Cli::Adapter(AdapterCommand::Health(c)) => {
+            let target = match c.health.target() {
+                Ok(target) => target,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            component::run("health", &c.contract, |ctx| {
+                podkit_node::health::run(c.health, target, ctx)
+            })
+        }
         Cli::Ambassador(AmbassadorCommand::Shard(c)) => {
             let pools = match podkit_kv::config::load(&c.shard.conf_file) {
                 Ok(pools) => pools,

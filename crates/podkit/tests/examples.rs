@@ -449,3 +449,36 @@ fn redis_metrics_reach_prometheus_under_redis_exporter_names() {
         );
     }
 }
+
+#[test]
+fn mysql_health_adapter_follows_the_database_through_a_crash() {
+    let example = run_example("mysql-health", &[3306, 8080], |_| {});
+    let health = example.ports[&8080];
+    assert_eq!(get(health, "/").text(), "OK");
+    let pid = example.status()["pods"][0]["replicas"][0]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "mysql")
+        .and_then(|c| c["pid"].as_i64())
+        .expect("mariadbd's pid");
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The adapter reports the crash; the runner restarts MariaDB and the adapter sees it.
+    let mut error = String::new();
+    assert!(eventually(Duration::from_secs(20), || {
+        let r = get(health, "/");
+        error = r.text();
+        r.status == 503
+    }));
+    assert!(!error.is_empty());
+    assert!(
+        eventually(Duration::from_secs(60), || get(health, "/").status == 200),
+        "{}",
+        example.runner.output()
+    );
+    assert!(!example.runner.output().contains("n0t-in-the-logs"));
+}

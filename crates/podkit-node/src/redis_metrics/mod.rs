@@ -6,7 +6,6 @@
 //! Redis cannot be reached the answer is still 200, with `redis_up 0` and the error in
 //! `redis_exporter_last_scrape_error`, as redis_exporter does.
 
-pub mod client;
 pub mod exposition;
 pub mod info;
 pub mod render;
@@ -22,7 +21,7 @@ use podkit_core::http::{response, serve_component};
 use podkit_core::{ConfigError, HumanDuration};
 use podkit_kv::resp::Frame;
 
-use client::{Connection, RedisUrl};
+use crate::redis_client::{Connection, RedisUrl};
 use exposition::Exposition;
 use render::Scrape;
 

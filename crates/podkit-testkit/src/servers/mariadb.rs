@@ -25,10 +25,15 @@ impl MariaDb {
         let program = find_binary("mariadbd", "mariadb-server")?;
         let dir = workdir("mariadb")?;
         let data = dir.path().join("data");
+        // Its own temporary directory: bootstraps running at once in a shared /tmp trip
+        // over each other's temporary tables.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(Error::io("mariadb tmpdir"))?;
         let user_flag = if is_root() { Some("--user=root") } else { None };
         let output = Command::new(&install)
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .args(user_flag)
             .output()
@@ -60,6 +65,7 @@ impl MariaDb {
         .args([
             "--no-defaults".to_string(),
             format!("--datadir={}", data.display()),
+            format!("--tmpdir={}", tmp.display()),
             format!("--socket={d}/mysqld.sock"),
             format!("--pid-file={d}/mysqld.pid"),
             format!("--log-error={d}/error.log"),

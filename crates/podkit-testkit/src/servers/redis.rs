@@ -12,6 +12,8 @@ use crate::process::{find_binary, ServerProcess, Spec};
 pub struct Redis {
     pub addr: SocketAddr,
     process: ServerProcess,
+    /// Whether a password is required (readiness then accepts `-NOAUTH`).
+    auth: bool,
     _dir: TempDir,
 }
 
@@ -50,10 +52,12 @@ impl Redis {
             .iter()
             .position(|a| *a == "--requirepass")
             .and_then(|i| extra.get(i + 1));
-        wait(&mut process, addr, password.is_some())?;
+        let auth = password.is_some();
+        wait(&mut process, addr, auth)?;
         Ok(Redis {
             addr,
             process,
+            auth,
             _dir: dir,
         })
     }
@@ -66,7 +70,7 @@ impl Redis {
     /// Starts the server again on the same port after a stop or kill.
     pub fn restart(&mut self) -> Result<()> {
         self.process.restart_process()?;
-        wait(&mut self.process, self.addr, false)
+        wait(&mut self.process, self.addr, self.auth)
     }
 }
 

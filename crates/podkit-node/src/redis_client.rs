@@ -1,6 +1,5 @@
-//! A minimal Redis client for the metrics adapter: connect (with `AUTH` and `SELECT` from
-//! the URL), send commands, read RESP replies. One connection per scrape, as
-//! redis_exporter does.
+//! A minimal Redis client for the adapters: connect (with `AUTH` and `SELECT` from the
+//! URL), send commands, read RESP replies.
 
 use std::time::Duration;
 
