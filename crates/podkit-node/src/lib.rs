@@ -4,11 +4,15 @@
 //! application on the same machine and augment it without its knowledge.
 //!
 //! - [`topz`]: `podkit sidecar topz` — chapter 2's `/topz` process readout.
+//! - [`config_sync`]: `podkit sidecar config-sync` — chapter 2's dynamic-configuration
+//!   sidecar.
 //! - [`redis_metrics`]: `podkit adapter metrics` — chapter 4's monitoring adapter, Redis
 //!   statistics as Prometheus metrics named as redis_exporter names them.
 //! - [`health`]: `podkit adapter health` — chapter 4's rich health monitor for MySQL,
 //!   PostgreSQL or Redis.
+pub mod config_sync;
 pub mod health;
+pub mod http_fetch;
 pub mod redis_client;
 pub mod redis_metrics;
 pub mod topz;

@@ -7,7 +7,7 @@ use podkit_core::ContractArgs;
 /// The catalog of the book's patterns, shown after `podkit --help`.
 const CATALOG: &str = "\
 Patterns of Designing Distributed Systems, by chapter:
-  ch2  sidecar    topz, HTTPS (tls); config sync, git sync  podkit sidecar topz|tls
+  ch2  sidecar    topz, HTTPS (tls), config sync            podkit sidecar topz|tls|config-sync
   ch3  ambassador sharding (shard), experiments (split)     podkit ambassador shard|split
   ch4  adapter    metrics, health (logs: coming)           podkit adapter metrics|health
   ch5  lb         replicated load-balanced services        podkit lb
@@ -183,6 +183,20 @@ pub enum SidecarCommand {
     Topz(Topz),
     /// Terminate HTTPS (h2 and http/1.1) in front of a legacy HTTP service on localhost.
     Tls(Tls),
+    /// Keep an application's configuration file equal to an HTTP(S) URL, a file or an etcd
+    /// key: validate, install atomically, keep old versions, signal or call the app.
+    ConfigSync(ConfigSync),
+}
+
+/// `podkit sidecar config-sync`
+#[derive(Args, Debug)]
+pub struct ConfigSync {
+    #[command(flatten)]
+    pub sync: podkit_node::config_sync::ConfigSyncArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
 }
 
 /// `podkit adapter ...`

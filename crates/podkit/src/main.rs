@@ -26,6 +26,15 @@ fn main() -> ExitCode {
         Cli::Sidecar(SidecarCommand::Topz(c)) => component::run("topz", &c.contract, |ctx| {
             podkit_node::topz::run(c.topz, ctx)
         }),
+        Cli::Sidecar(SidecarCommand::ConfigSync(c)) => {
+            let plan = match c.sync.plan() {
+                Ok(plan) => plan,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            component::run("config-sync", &c.contract, |ctx| {
+                podkit_node::config_sync::run(c.sync, plan, ctx)
+            })
+        }
         Cli::Sidecar(SidecarCommand::Tls(c)) => {
             let listens = vec!["--listen", "--redirect-http"];
             proxy(

@@ -482,3 +482,34 @@ fn mysql_health_adapter_follows_the_database_through_a_crash() {
     );
     assert!(!example.runner.output().contains("n0t-in-the-logs"));
 }
+
+#[test]
+fn config_sync_reconfigures_nginx_from_etcd() {
+    let example = run_example("config-sync", &[2379, 8080], |_| {});
+    let etcd = example.ports[&2379];
+    let web = example.ports[&8080];
+    assert_eq!(get(web, "/").text(), "hello from the first configuration\n");
+    let put = |value: &str| {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={etcd}"))
+            .args(["put", "/config/site", value])
+            .output()
+            .expect("etcdctl (Debian package etcd-client)");
+        assert!(out.status.success(), "{out:?}");
+    };
+    put("default_type text/plain; return 200 \"configured through etcd\\n\";");
+    assert!(
+        eventually(Duration::from_secs(10), || get(web, "/").text()
+            == "configured through etcd\n"),
+        "{}",
+        example.runner.output()
+    );
+    // nginx -t refuses this one: nginx keeps the last good configuration.
+    put("return 200");
+    assert!(eventually(Duration::from_secs(10), || example
+        .runner
+        .output()
+        .contains("validation failed")));
+    assert_eq!(get(web, "/").text(), "configured through etcd\n");
+}
