@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::admin::{Admin, AdminRoutes};
 use crate::config::ConfigError;
-use crate::logging::{self, LogFormat};
+use crate::logging::{self, LogFormat, LogOutput};
 use crate::metrics::Metrics;
 use crate::readiness::{Latch, Readiness};
 use crate::shutdown::{self, Shutdown};
@@ -130,7 +130,21 @@ where
     F: FnOnce(Context) -> Fut,
     Fut: Future<Output = Result<(), ComponentError>> + Send + 'static,
 {
-    if let Err(err) = logging::init(contract.log_format, contract.log_level.as_deref()) {
+    run_logging_to(name, contract, LogOutput::Stdout, main)
+}
+
+/// Like [`run`], with the component's own log lines sent to `output`.
+pub fn run_logging_to<F, Fut>(
+    name: &'static str,
+    contract: &ContractArgs,
+    output: LogOutput,
+    main: F,
+) -> ExitCode
+where
+    F: FnOnce(Context) -> Fut,
+    Fut: Future<Output = Result<(), ComponentError>> + Send + 'static,
+{
+    if let Err(err) = logging::init_to(contract.log_format, contract.log_level.as_deref(), output) {
         crate::cli::exit_config_error(&err);
     }
     // One thread runs everything on the current thread: no cross-thread wake-ups.

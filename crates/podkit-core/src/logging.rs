@@ -14,20 +14,46 @@ pub enum LogFormat {
     Text,
 }
 
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogOutput {
+    /// Standard output, the default.
+    #[default]
+    Stdout,
+    /// Standard error, for components whose stdout carries data (`podkit adapter logs`).
+    Stderr,
+}
+
+/// Installs the global subscriber writing to stdout; see [`init_to`].
+pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), ConfigError> {
+    init_to(format, level, LogOutput::Stdout)
+}
+
 /// Installs the global subscriber.
 ///
 /// `level` is an `EnvFilter` directive (`info`, `podkit_proxy=debug,warn`); when absent,
 /// `RUST_LOG` is used if set, else `info`.
-pub fn init(format: LogFormat, level: Option<&str>) -> Result<(), ConfigError> {
+pub fn init_to(
+    format: LogFormat,
+    level: Option<&str>,
+    output: LogOutput,
+) -> Result<(), ConfigError> {
     let directive = match level {
         Some(l) => l.to_string(),
         None => std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()),
     };
     let filter = EnvFilter::try_new(&directive)
         .map_err(|e| ConfigError::flag("--log-level", format!("'{directive}': {e}")))?;
+    let writer =
+        tracing_subscriber::fmt::writer::BoxMakeWriter::new(move || -> Box<dyn std::io::Write> {
+            match output {
+                LogOutput::Stdout => Box::new(std::io::stdout()),
+                LogOutput::Stderr => Box::new(std::io::stderr()),
+            }
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout);
+        .with_writer(writer);
     let result = match format {
         LogFormat::Json => builder
             .json()

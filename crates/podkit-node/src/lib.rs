@@ -8,11 +8,14 @@
 //!   sidecar.
 //! - [`redis_metrics`]: `podkit adapter metrics` — chapter 4's monitoring adapter, Redis
 //!   statistics as Prometheus metrics named as redis_exporter names them.
+//! - [`logs`]: `podkit adapter logs` — chapter 4's logging adapter (fluentd): files,
+//!   stdin and Redis's slow log as normalized JSON lines.
 //! - [`health`]: `podkit adapter health` — chapter 4's rich health monitor for MySQL,
 //!   PostgreSQL or Redis.
 pub mod config_sync;
 pub mod health;
 pub mod http_fetch;
+pub mod logs;
 pub mod redis_client;
 pub mod redis_metrics;
 pub mod topz;

@@ -9,7 +9,7 @@ const CATALOG: &str = "\
 Patterns of Designing Distributed Systems, by chapter:
   ch2  sidecar    topz, HTTPS (tls), config sync            podkit sidecar topz|tls|config-sync
   ch3  ambassador sharding (shard), experiments (split)     podkit ambassador shard|split
-  ch4  adapter    metrics, health (logs: coming)           podkit adapter metrics|health
+  ch4  adapter    metrics, logs, health                    podkit adapter metrics|logs|health
   ch5  lb         replicated load-balanced services        podkit lb
   ch5  cache      caching layer, rate limiting             podkit cache
   ch6  shard      sharded services                         podkit shard
@@ -206,6 +206,20 @@ pub enum AdapterCommand {
     Metrics(AdapterMetrics),
     /// Answer HTTP health checks by running a query on MySQL, PostgreSQL or Redis.
     Health(AdapterHealth),
+    /// Normalize logs of many formats (files followed like tail -F, stdin, Redis's slow
+    /// log) into one JSON object per line on stdout.
+    Logs(AdapterLogs),
+}
+
+/// `podkit adapter logs`
+#[derive(Args, Debug)]
+pub struct AdapterLogs {
+    #[command(flatten)]
+    pub logs: podkit_node::logs::LogsArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
 }
 
 /// `podkit adapter health`

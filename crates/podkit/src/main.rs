@@ -61,6 +61,19 @@ fn main() -> ExitCode {
                 podkit_node::redis_metrics::run(c.metrics, url, ctx)
             })
         }
+        Cli::Adapter(AdapterCommand::Logs(c)) => {
+            let sources = match c.logs.sources() {
+                Ok(sources) => sources,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            // Stdout carries the normalized records: the adapter's own logs go to stderr.
+            component::run_logging_to(
+                "logs",
+                &c.contract,
+                podkit_core::logging::LogOutput::Stderr,
+                |ctx| podkit_node::logs::run(c.logs, sources, ctx),
+            )
+        }
         Cli::Adapter(AdapterCommand::Health(c)) => {
             let target = match c.health.target() {
                 Ok(target) => target,

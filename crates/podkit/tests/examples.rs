@@ -513,3 +513,41 @@ fn config_sync_reconfigures_nginx_from_etcd() {
         .contains("validation failed")));
     assert_eq!(get(web, "/").text(), "configured through etcd\n");
 }
+
+#[test]
+fn log_adapter_normalizes_redis_log_and_slowlog() {
+    let example = run_example("log-adapter", &[7401], |_| {});
+    let redis = example.ports[&7401];
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &redis.port().to_string()])
+        .args(["SET", "greeting", "hello"])
+        .output()
+        .expect("redis-cli (Debian package redis-tools)");
+    assert!(out.status.success());
+    // The adapter's records, as JSON lines in the runner's output.
+    let records = || -> Vec<Value> {
+        example
+            .runner
+            .output()
+            .lines()
+            .filter_map(|l| l.find('{').map(|at| &l[at..]))
+            .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+            .filter(|r| r.get("format").is_some())
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let all = records();
+            all.iter()
+                .any(|r| r["format"] == "redis" && r["msg"] == "Ready to accept connections")
+                && all.iter().any(|r| {
+                    r["msg"] == "SET greeting hello"
+                        && r["source"]
+                            .as_str()
+                            .is_some_and(|s| s.starts_with("redis-slowlog:"))
+                })
+        }),
+        "{}",
+        example.runner.output()
+    );
+}
