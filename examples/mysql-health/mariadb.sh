@@ -1,6 +1,6 @@
 #!/bin/sh
-# MariaDB for the example, unchanged: a data directory made on first start, then the server
-# on loopback. Usage: mariadb.sh DIR PORT
+# MariaDB for the examples, unchanged: a data directory made on first start, then the
+# server on loopback, running DIR/*.sql (in name order) at each start. Usage: mariadb.sh DIR PORT
 set -eu
 dir=$1
 port=$2
@@ -12,7 +12,8 @@ if [ ! -d "$dir/data/mysql" ]; then
   mariadb-install-db --no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" \
     --auth-root-authentication-method=normal --skip-test-db $user >"$dir/install.log" 2>&1
 fi
+cat "$dir"/*.sql > "$dir/tmp/init-all.sql"
 exec mariadbd --no-defaults --datadir="$dir/data" --tmpdir="$dir/tmp" \
   --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" --port="$port" \
   --bind-address=127.0.0.1 --skip-name-resolve --innodb-buffer-pool-size=32M \
-  --init-file="$dir/init.sql" $user
+  --init-file="$dir/tmp/init-all.sql" $user

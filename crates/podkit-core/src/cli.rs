@@ -271,6 +271,10 @@ fn clap_exit(
                 None => first_line(&err),
             }
         }
+        (ErrorKind::MissingRequiredArgument, _) => match err.get(ContextKind::InvalidArg) {
+            Some(ContextValue::Strings(args)) => format!("missing {}", args.join(", ")),
+            _ => first_line(&err),
+        },
         _ => first_line(&err),
     };
     let origin = match &flag {

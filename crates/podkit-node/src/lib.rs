@@ -8,10 +8,13 @@
 //!   sidecar.
 //! - [`redis_metrics`]: `podkit adapter metrics` — chapter 4's monitoring adapter, Redis
 //!   statistics as Prometheus metrics named as redis_exporter names them.
+//! - [`broker`]: `podkit ambassador broker` — chapter 3's service broker: TCP to the
+//!   environment's endpoint (mapping file, DNS SRV, env var).
 //! - [`logs`]: `podkit adapter logs` — chapter 4's logging adapter (fluentd): files,
 //!   stdin and Redis's slow log as normalized JSON lines.
 //! - [`health`]: `podkit adapter health` — chapter 4's rich health monitor for MySQL,
 //!   PostgreSQL or Redis.
+pub mod broker;
 pub mod config_sync;
 pub mod health;
 pub mod http_fetch;

@@ -71,6 +71,8 @@ pub struct ReplicaStatus {
     pub index: usize,
     pub ready: bool,
     pub ports: BTreeMap<String, u16>,
+    /// The replica's directory: its `files`, scratch space and volumes.
+    pub dir: PathBuf,
     pub containers: Vec<ContainerStatus>,
 }
 
@@ -374,6 +376,7 @@ impl Runner {
                             index: r.index,
                             ready: r.is_ready(),
                             ports: r.ports.clone(),
+                            dir: r.dir.clone(),
                             containers: r.containers(),
                         })
                         .collect(),

@@ -8,7 +8,7 @@ use podkit_core::ContractArgs;
 const CATALOG: &str = "\
 Patterns of Designing Distributed Systems, by chapter:
   ch2  sidecar    topz, HTTPS (tls), config sync            podkit sidecar topz|tls|config-sync
-  ch3  ambassador sharding (shard), experiments (split)     podkit ambassador shard|split
+  ch3  ambassador sharding, experiments, service broker    podkit ambassador shard|split|broker
   ch4  adapter    metrics, logs, health                    podkit adapter metrics|logs|health
   ch5  lb         replicated load-balanced services        podkit lb
   ch5  cache      caching layer, rate limiting             podkit cache
@@ -244,9 +244,23 @@ pub struct AdapterMetrics {
     pub flags_file: FlagsFileArg,
 }
 
+/// `podkit ambassador broker`
+#[derive(Args, Debug)]
+pub struct Broker {
+    #[command(flatten)]
+    pub broker: podkit_node::broker::BrokerArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
+}
+
 /// `podkit ambassador ...`
 #[derive(Subcommand, Debug)]
 pub enum AmbassadorCommand {
+    /// Service broker: forward TCP from localhost to this environment's endpoint for a
+    /// service (mapping file, DNS SRV, env var), re-resolved as it changes.
+    Broker(Broker),
     /// Split clients between sides by weight (a 10% experiment), optionally teeing requests.
     Split(Split),
     /// Shard Redis or memcache like twemproxy: its nutcracker.yaml, its flags, its key placement.

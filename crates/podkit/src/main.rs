@@ -61,6 +61,15 @@ fn main() -> ExitCode {
                 podkit_node::redis_metrics::run(c.metrics, url, ctx)
             })
         }
+        Cli::Ambassador(AmbassadorCommand::Broker(c)) => {
+            let (definition, endpoint) = match c.broker.definition() {
+                Ok(found) => found,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            component::run("broker", &c.contract, |ctx| {
+                podkit_node::broker::run(c.broker, definition, endpoint, ctx)
+            })
+        }
         Cli::Adapter(AdapterCommand::Logs(c)) => {
             let sources = match c.logs.sources() {
                 Ok(sources) => sources,

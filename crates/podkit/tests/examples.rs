@@ -551,3 +551,49 @@ fn log_adapter_normalizes_redis_log_and_slowlog() {
         example.runner.output()
     );
 }
+
+#[test]
+fn service_broker_follows_the_mapping() {
+    let example = run_example("service-broker", &[7306, 7307, 3306], |_| {});
+    let broker = example.ports[&3306];
+    let which = || {
+        let out = Command::new("mariadb")
+            .args([
+                "--protocol=TCP",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                &broker.port().to_string(),
+            ])
+            .args([
+                "-u",
+                "app",
+                "-papp",
+                "-N",
+                "-B",
+                "-e",
+                "SELECT name FROM env.here",
+            ])
+            .output()
+            .expect("mariadb (Debian package mariadb-client)");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(which(), "dev", "{}", example.runner.output());
+    let app = example.status()["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "app")
+        .map(|p| p["replicas"][0]["dir"].as_str().unwrap().to_string())
+        .unwrap();
+    let map = Path::new(&app).join("services.yaml");
+    let text = std::fs::read_to_string(&map).unwrap();
+    let prod = example.ports[&7307].to_string();
+    let dev = example.ports[&7306].to_string();
+    std::fs::write(&map, text.replacen(&dev, &prod, 1)).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || which() == "prod"),
+        "{}",
+        example.runner.output()
+    );
+}

@@ -3,6 +3,7 @@
 //! Every `start` waits until the server really answers its protocol, and every handle
 //! stops its server (and the server's whole process group) when dropped.
 
+mod dnsmasq;
 mod etcd;
 mod haproxy;
 mod mariadb;
@@ -14,6 +15,7 @@ mod postgres;
 mod redis;
 mod varnish;
 
+pub use dnsmasq::Dnsmasq;
 pub use etcd::{Etcd, EtcdCluster};
 pub use haproxy::Haproxy;
 pub use mariadb::MariaDb;

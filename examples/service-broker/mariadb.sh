@@ -1,0 +1,1 @@
+../mysql-health/mariadb.sh
