@@ -6,8 +6,9 @@
 //! - [`topz`]: `podkit sidecar topz` — chapter 2's `/topz` process readout.
 //! - [`config_sync`]: `podkit sidecar config-sync` — chapter 2's dynamic-configuration
 //!   sidecar.
-//! - [`redis_metrics`]: `podkit adapter metrics` — chapter 4's monitoring adapter, Redis
-//!   statistics as Prometheus metrics named as redis_exporter names them.
+//! - [`metrics_adapter`]: `podkit adapter metrics` — chapter 4's monitoring adapter:
+//!   [`redis_metrics`] (Redis statistics under redis_exporter's names) or
+//!   [`json_metrics`] (any JSON stats endpoint through a mapping file).
 //! - [`broker`]: `podkit ambassador broker` — chapter 3's service broker: TCP to the
 //!   environment's endpoint (mapping file, DNS SRV, env var).
 //! - [`logs`]: `podkit adapter logs` — chapter 4's logging adapter (fluentd): files,
@@ -16,9 +17,12 @@
 //!   PostgreSQL or Redis.
 pub mod broker;
 pub mod config_sync;
+pub mod exposition;
 pub mod health;
 pub mod http_fetch;
+pub mod json_metrics;
 pub mod logs;
+pub mod metrics_adapter;
 pub mod redis_client;
 pub mod redis_metrics;
 pub mod topz;

@@ -202,7 +202,8 @@ pub struct ConfigSync {
 /// `podkit adapter ...`
 #[derive(Subcommand, Debug)]
 pub enum AdapterCommand {
-    /// Serve Redis's statistics as Prometheus metrics named as redis_exporter names them.
+    /// Serve Redis's statistics as Prometheus metrics named as redis_exporter names them,
+    /// or any JSON stats endpoint through a mapping file.
     Metrics(AdapterMetrics),
     /// Answer HTTP health checks by running a query on MySQL, PostgreSQL or Redis.
     Health(AdapterHealth),
@@ -237,7 +238,7 @@ pub struct AdapterHealth {
 #[derive(Args, Debug)]
 pub struct AdapterMetrics {
     #[command(flatten)]
-    pub metrics: podkit_node::redis_metrics::MetricsArgs,
+    pub metrics: podkit_node::metrics_adapter::MetricsArgs,
     #[command(flatten)]
     pub contract: ContractArgs,
     #[command(flatten)]

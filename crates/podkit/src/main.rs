@@ -53,12 +53,12 @@ fn main() -> ExitCode {
             &c.contract,
         ),
         Cli::Adapter(AdapterCommand::Metrics(c)) => {
-            let url = match c.metrics.url() {
-                Ok(url) => url,
+            let target = match c.metrics.target() {
+                Ok(target) => target,
                 Err(err) => podkit_core::cli::exit_config_error(&err),
             };
             component::run("metrics", &c.contract, |ctx| {
-                podkit_node::redis_metrics::run(c.metrics, url, ctx)
+                podkit_node::metrics_adapter::run(c.metrics, target, ctx)
             })
         }
         Cli::Ambassador(AmbassadorCommand::Broker(c)) => {

@@ -6,7 +6,6 @@
 //! Redis cannot be reached the answer is still 200, with `redis_up 0` and the error in
 //! `redis_exporter_last_scrape_error`, as redis_exporter does.
 
-pub mod exposition;
 pub mod info;
 pub mod render;
 
@@ -18,46 +17,11 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use podkit_core::component::{ComponentError, Context};
 use podkit_core::http::{response, serve_component};
-use podkit_core::{ConfigError, HumanDuration};
 use podkit_kv::resp::Frame;
 
+use crate::exposition::Exposition;
 use crate::redis_client::{Connection, RedisUrl};
-use exposition::Exposition;
 use render::Scrape;
-
-/// The flags of `podkit adapter metrics`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct MetricsArgs {
-    /// The Redis to watch: `redis://[:password@]host[:port][/db]` or `host:port`
-    /// (redis_exporter's `--redis.addr` is accepted too).
-    #[arg(long, alias = "redis.addr", env = "PODKIT_REDIS", value_name = "URL")]
-    pub redis: String,
-    /// Where to serve `/metrics` (redis_exporter's `--web.listen-address` is accepted too).
-    #[arg(
-        long,
-        alias = "web.listen-address",
-        env = "PODKIT_LISTEN",
-        default_value = "0.0.0.0:9121",
-        value_name = "ADDR"
-    )]
-    pub listen: SocketAddr,
-    /// Longest a scrape may take.
-    #[arg(
-        long,
-        env = "PODKIT_SCRAPE_TIMEOUT",
-        default_value = "5s",
-        value_name = "DURATION"
-    )]
-    pub scrape_timeout: HumanDuration,
-}
-
-impl MetricsArgs {
-    /// The Redis URL, or the flag that is wrong.
-    pub fn url(&self) -> Result<RedisUrl, ConfigError> {
-        RedisUrl::parse(&self.redis)
-            .map_err(|e| ConfigError::flag("--redis", format!("'{}': {e}", self.redis)))
-    }
-}
 
 /// Collects one scrape's replies.
 async fn collect(url: &RedisUrl, timeout: Duration) -> Result<Scrape, String> {
@@ -91,11 +55,16 @@ async fn collect(url: &RedisUrl, timeout: Duration) -> Result<Scrape, String> {
 }
 
 /// Serves `/metrics` until shutdown.
-pub async fn run(args: MetricsArgs, url: RedisUrl, ctx: Context) -> Result<(), ComponentError> {
+pub async fn run(
+    listen: SocketAddr,
+    scrape_timeout: Duration,
+    url: RedisUrl,
+    ctx: Context,
+) -> Result<(), ComponentError> {
     tracing::info!(redis = %url.address(), "scraping Redis on each request for /metrics");
     let url = Arc::new(url);
     let scrapes = Arc::new(AtomicU64::new(0));
-    let timeout = args.scrape_timeout.get();
+    let timeout = scrape_timeout;
     let handler = move |req: http::Request<hyper::body::Incoming>, _conn| {
         let url = url.clone();
         let scrapes = scrapes.clone();
@@ -139,5 +108,5 @@ pub async fn run(args: MetricsArgs, url: RedisUrl, ctx: Context) -> Result<(), C
             }
         }
     };
-    serve_component("--listen", args.listen, "Redis metrics", &ctx, handler).await
+    serve_component("--listen", listen, "Redis metrics", &ctx, handler).await
 }

@@ -4,8 +4,8 @@
 //! `redis_commands_processed_total`, `redis_keyspace_hits_total`, `redis_db_keys{db="db0"}`,
 //! `redis_commands_total{cmd="get"}`, `redis_instance_info{role=...}` and so on. Pure.
 
-use super::exposition::{Exposition, Kind, Labels};
 use super::info::Info;
+use crate::exposition::{Exposition, Kind, Labels};
 
 /// INFO fields exported as gauges: (field, metric, help, scale).
 const GAUGES: &[(&str, &str, &str, f64)] = &[

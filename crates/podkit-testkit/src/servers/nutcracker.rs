@@ -32,6 +32,8 @@ impl Nutcracker {
         )
         .args([std::ffi::OsStr::new("-c"), config_path.as_os_str()])
         .args(["-s", &stats_addr.port().to_string(), "-a", "127.0.0.1"])
+        // Stats aggregated every second rather than every 30.
+        .args(["-i", "1000"])
         .args([
             std::ffi::OsStr::new("-o"),
             dir.path().join("nutcracker.log").as_os_str(),

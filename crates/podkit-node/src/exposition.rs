@@ -10,7 +10,7 @@ pub enum Kind {
     Counter,
 }
 
-/// Labels of one sample, in order.
+/// Labels of one sample, in order (names known when the code is written).
 pub type Labels = Vec<(&'static str, String)>;
 
 /// Text being built.
@@ -39,8 +39,15 @@ fn number(value: f64) -> String {
 }
 
 impl Exposition {
-    /// Adds one family and its samples (nothing when there are none).
-    pub fn family(&mut self, name: &str, kind: Kind, help: &str, samples: &[(Labels, f64)]) {
+    /// Adds one family and its samples (nothing when there are none). Label names may be
+    /// `&'static str` or, when they come from configuration, `String`.
+    pub fn family<K: AsRef<str>>(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        samples: &[(Vec<(K, String)>, f64)],
+    ) {
         if samples.is_empty() {
             return;
         }
@@ -58,7 +65,7 @@ impl Exposition {
                     if i > 0 {
                         self.text.push(',');
                     }
-                    let _ = write!(self.text, "{label}=\"{}\"", escape(value));
+                    let _ = write!(self.text, "{}=\"{}\"", label.as_ref(), escape(value));
                 }
                 self.text.push('}');
             }
@@ -68,7 +75,7 @@ impl Exposition {
 
     /// Adds a family of one unlabelled sample.
     pub fn one(&mut self, name: &str, kind: Kind, help: &str, value: f64) {
-        self.family(name, kind, help, &[(Vec::new(), value)]);
+        self.family::<&str>(name, kind, help, &[(Vec::new(), value)]);
     }
 
     /// The text.
@@ -94,7 +101,7 @@ mod tests {
                 (vec![("cmd", "a\"b\\c".into())], 0.5),
             ],
         );
-        e.family("redis_empty", Kind::Gauge, "none", &[]);
+        e.family::<&str>("redis_empty", Kind::Gauge, "none", &[]);
         assert_eq!(
             e.finish(),
             "# HELP redis_up Up\n# TYPE redis_up gauge\nredis_up 1\n\
