@@ -6,6 +6,8 @@
 //! - [`topz`]: `podkit sidecar topz` — chapter 2's `/topz` process readout.
 //! - [`config_sync`]: `podkit sidecar config-sync` — chapter 2's dynamic-configuration
 //!   sidecar.
+//! - [`git_sync`]: `podkit sidecar git-sync` — chapter 2's simple PaaS: a directory kept
+//!   on a git ref, swapped atomically.
 //! - [`metrics_adapter`]: `podkit adapter metrics` — chapter 4's monitoring adapter:
 //!   [`redis_metrics`] (Redis statistics under redis_exporter's names) or
 //!   [`json_metrics`] (any JSON stats endpoint through a mapping file).
@@ -18,6 +20,7 @@
 pub mod broker;
 pub mod config_sync;
 pub mod exposition;
+pub mod git_sync;
 pub mod health;
 pub mod http_fetch;
 pub mod json_metrics;

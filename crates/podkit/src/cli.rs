@@ -7,7 +7,7 @@ use podkit_core::ContractArgs;
 /// The catalog of the book's patterns, shown after `podkit --help`.
 const CATALOG: &str = "\
 Patterns of Designing Distributed Systems, by chapter:
-  ch2  sidecar    topz, HTTPS (tls), config sync            podkit sidecar topz|tls|config-sync
+  ch2  sidecar    topz, HTTPS, config sync, git sync        podkit sidecar topz|tls|config-sync|git-sync
   ch3  ambassador sharding, experiments, service broker    podkit ambassador shard|split|broker
   ch4  adapter    metrics, logs, health                    podkit adapter metrics|logs|health
   ch5  lb         replicated load-balanced services        podkit lb
@@ -186,6 +186,20 @@ pub enum SidecarCommand {
     /// Keep an application's configuration file equal to an HTTP(S) URL, a file or an etcd
     /// key: validate, install atomically, keep old versions, signal or call the app.
     ConfigSync(ConfigSync),
+    /// Keep a directory on a git branch, tag or commit, swapping checkouts atomically
+    /// (the book's simple PaaS).
+    GitSync(GitSync),
+}
+
+/// `podkit sidecar git-sync`
+#[derive(Args, Debug)]
+pub struct GitSync {
+    #[command(flatten)]
+    pub sync: podkit_node::git_sync::GitSyncArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    #[command(flatten)]
+    pub flags_file: FlagsFileArg,
 }
 
 /// `podkit sidecar config-sync`

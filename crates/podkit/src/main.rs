@@ -35,6 +35,15 @@ fn main() -> ExitCode {
                 podkit_node::config_sync::run(c.sync, plan, ctx)
             })
         }
+        Cli::Sidecar(SidecarCommand::GitSync(c)) => {
+            let plan = match c.sync.plan() {
+                Ok(plan) => plan,
+                Err(err) => podkit_core::cli::exit_config_error(&err),
+            };
+            component::run("git-sync", &c.contract, |ctx| {
+                podkit_node::git_sync::run(c.sync, plan, ctx)
+            })
+        }
         Cli::Sidecar(SidecarCommand::Tls(c)) => {
             let listens = vec!["--listen", "--redirect-http"];
             proxy(

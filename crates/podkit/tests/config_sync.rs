@@ -162,24 +162,6 @@ fn http_source_with_etags_validation_sighup_and_a_source_that_goes_down() {
     let _ = app.wait();
 }
 
-/// A CA, and a certificate for `localhost` signed by it.
-fn private_ca_and_leaf(ca: &Path, cert: &Path, key: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    std::fs::write(ca, ca_cert.pem()).unwrap();
-    std::fs::write(cert, leaf.pem()).unwrap();
-    std::fs::write(key, leaf_key.serialize_pem()).unwrap();
-}
-
 #[test]
 fn https_source_with_a_private_ca_and_a_reload_url() {
     let dir = tempfile::tempdir().unwrap();

@@ -597,3 +597,35 @@ fn service_broker_follows_the_mapping() {
         example.runner.output()
     );
 }
+
+#[test]
+fn git_sync_deploys_a_push() {
+    let example = run_example("git-sync", &[8080], |dir| {
+        let made = Command::new(dir.join("make-repo.sh"))
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{made:?}");
+    });
+    let site = example.ports[&8080];
+    assert_eq!(get(site, "/").text().trim(), "<h1>version 1</h1>");
+    let work = example.dir.path().join("site-work");
+    std::fs::write(work.join("index.html"), "<h1>version 2</h1>\n").unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .current_dir(&work)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    git(&["commit", "-qam", "version 2"]);
+    git(&["push", "-q", "origin", "main"]);
+    assert!(
+        eventually(Duration::from_secs(15), || get(site, "/").text().trim()
+            == "<h1>version 2</h1>"),
+        "{}",
+        example.runner.output()
+    );
+}

@@ -44,6 +44,15 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
 impl Notifier {
     /// Runs every notification; the first error is returned, after trying them all.
     pub async fn notify(&self, client: &HttpClient) -> Result<String, String> {
+        self.notify_with(client, &[]).await
+    }
+
+    /// Like [`Notifier::notify`], sending `headers` with the POST.
+    pub async fn notify_with(
+        &self,
+        client: &HttpClient,
+        headers: &[(&str, String)],
+    ) -> Result<String, String> {
         let mut done = Vec::new();
         let mut first_error = None;
         if let Some((signal, target)) = &self.signal {
@@ -53,7 +62,10 @@ impl Notifier {
             }
         }
         if let Some(url) = &self.reload_url {
-            match client.request(Method::POST, url, &[], Bytes::new()).await {
+            match client
+                .request(Method::POST, url, headers, Bytes::new())
+                .await
+            {
                 Ok(r) if r.status.is_success() => done.push(format!("POST {url}: {}", r.status)),
                 Ok(r) => {
                     first_error.get_or_insert(format!("POST {url} answered {}", r.status));

@@ -91,3 +91,26 @@ pub fn assert_promtool_clean(admin: SocketAddr) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A CA, and a certificate for `localhost` signed by it.
+pub fn private_ca_and_leaf(ca: &Path, cert: &Path, key: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: with the default one for both, OpenSSL takes the leaf as self-signed.
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "podkit test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "localhost");
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    std::fs::write(ca, ca_cert.pem()).unwrap();
+    std::fs::write(cert, leaf.pem()).unwrap();
+    std::fs::write(key, leaf_key.serialize_pem()).unwrap();
+}
