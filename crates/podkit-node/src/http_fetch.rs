@@ -93,17 +93,27 @@ impl HttpClient {
             .await
             .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
         let _ = tcp.set_nodelay(true);
+        let authority = url.authority().map_or(host, |a| a.as_str());
+        // user:password@ in the URL is basic auth, never part of the Host header.
+        let (userinfo, host_header) = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => (Some(userinfo), host),
+            None => (None, authority),
+        };
         let mut request = Request::builder()
             .method(method)
             .uri(url.path_and_query().map_or("/", |p| p.as_str()))
-            .header(
-                http::header::HOST,
-                url.authority().map_or(host, |a| a.as_str()),
-            )
+            .header(http::header::HOST, host_header)
             .header(
                 http::header::USER_AGENT,
                 concat!("podkit/", env!("CARGO_PKG_VERSION")),
             );
+        if let Some(userinfo) = userinfo {
+            let decoded = podkit_core::http::percent_decode(userinfo);
+            request = request.header(
+                http::header::AUTHORIZATION,
+                format!("Basic {}", base64(decoded.as_bytes())),
+            );
+        }
         for (name, value) in headers {
             request = request.header(*name, value);
         }
@@ -154,4 +164,34 @@ where
         .send_request(request)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Standard base64 with padding (RFC 4648), for basic auth.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_as_rfc_4648() {
+        assert_eq!(super::base64(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(super::base64(b"a"), "YQ==");
+        assert_eq!(super::base64(b"ab"), "YWI=");
+        assert_eq!(super::base64(b""), "");
+    }
 }

@@ -24,6 +24,7 @@ pub struct MetricsArgs {
         alias = "redis.addr",
         env = "PODKIT_REDIS",
         value_name = "URL",
+        hide_env_values = true,
         conflicts_with = "json"
     )]
     pub redis: Option<String>,

@@ -402,6 +402,40 @@ fn redis_slowlog_entries_are_emitted_once() {
 }
 
 #[test]
+fn zone_less_timestamps_take_the_given_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = dir.path().join("out");
+    let mut child = Command::new(PODKIT)
+        .args([
+            "adapter",
+            "logs",
+            "--stdin",
+            "--once",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .args(["--utc-offset", "+02:00"])
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // A Redis line (local time, no zone), then bytes that are not UTF-8: passed through.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"1:M 26 Nov 2026 10:00:00.000 * Ready to accept connections\nbad \xff byte\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let records = records_in(&stdout);
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0]["ts"], "2026-11-26T08:00:00.000Z");
+    assert_eq!(records[1]["format"], "unparsed");
+    assert_eq!(records[1]["msg"], "bad \u{fffd} byte");
+}
+
+#[test]
 fn bad_flags_exit_2() {
     for args in [&[][..], &["--stdin", "--format", "xml"]] {
         let out = Command::new(PODKIT)

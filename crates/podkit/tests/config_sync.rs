@@ -297,6 +297,56 @@ fn file_source_and_once_mode() {
 }
 
 #[test]
+fn a_notice_that_failed_is_sent_again_and_success_keeps_being_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("source.conf");
+    std::fs::write(&src, "version 1").unwrap();
+    let dest = dir.path().join("app.conf");
+    let pid_file = dir.path().join("app.pid");
+    // The application is not up yet: no pid file, so the first SIGHUP cannot be sent.
+    let sidecar = sync(&[
+        "--source",
+        &format!("file://{}", src.display()),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--interval",
+        "200ms",
+        "--signal",
+        "HUP",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ]);
+    assert!(eventually(Duration::from_secs(10), || metric(
+        sidecar.admin,
+        "podkit_config_sync_failures_total",
+        &["notify"]
+    )
+    .is_some_and(|n| n >= 1.0)));
+    assert_eq!(read(&dest), "version 1");
+    std::fs::remove_file(&pid_file).ok();
+    let (mut app, _, seen) = legacy_app(dir.path(), &dest);
+    assert!(eventually(Duration::from_secs(10), || read(&seen) == "version 1\n"));
+    // Nothing new: the last success keeps moving.
+    let first = metric(
+        sidecar.admin,
+        "podkit_config_sync_last_success_timestamp_seconds",
+        &[],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let later = metric(
+        sidecar.admin,
+        "podkit_config_sync_last_success_timestamp_seconds",
+        &[],
+    )
+    .unwrap();
+    assert!(later > first, "{first} then {later}");
+    assert_eq!(read(&seen), "version 1\n", "told once");
+    app.kill().unwrap();
+    let _ = app.wait();
+}
+
+#[test]
 fn bad_flags_exit_2() {
     for args in [
         &["--source", "ftp://x/y", "--dest", "/tmp/x"][..],

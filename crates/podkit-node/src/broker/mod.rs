@@ -66,6 +66,14 @@ pub struct BrokerArgs {
         value_name = "DURATION"
     )]
     pub resolve_every: HumanDuration,
+    /// Most connections forwarded at once; more wait to be accepted.
+    #[arg(
+        long,
+        env = "PODKIT_MAX_CONNECTIONS",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    pub max_connections: usize,
     /// Longest a connection attempt to one address may take.
     #[arg(
         long,
@@ -238,7 +246,13 @@ pub async fn run(
     ctx.started();
     let tracker = tokio_util::task::TaskTracker::new();
     let connect_timeout = args.connect_timeout.get();
+    let slots = Arc::new(tokio::sync::Semaphore::new(args.max_connections.max(1)));
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            _ = ctx.shutdown.triggered() => break,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = ctx.shutdown.triggered() => break,
@@ -256,6 +270,7 @@ pub async fn run(
         let metrics = metrics.clone();
         let last_connected = last_connected.clone();
         tracker.spawn(async move {
+            let _slot = slot;
             let Some((upstream, addr)) = connect(choice, &refresh, &metrics, connect_timeout).await
             else {
                 tracing::warn!(%peer, "no address of the endpoint accepted the connection");
@@ -358,9 +373,10 @@ async fn keep_resolved(
             })
             .inc();
         choice.send_modify(|c| {
-            c.endpoint = endpoint.describe();
             match outcome {
                 Ok(resolved) => {
+                    // Shown with its addresses: a new endpoint only once it resolves.
+                    c.endpoint = endpoint.describe();
                     if resolved.addrs != c.addrs {
                         tracing::info!(endpoint = %c.endpoint, addrs = ?resolved.addrs, "resolved");
                     }
@@ -372,7 +388,8 @@ async fn keep_resolved(
                     }
                 }
                 Err(e) => {
-                    // The last good addresses stay in use.
+                    // The last good endpoint and addresses stay in use.
+                    let e = format!("{}: {e}", endpoint.describe());
                     if c.error.as_ref() != Some(&e) {
                         tracing::warn!(endpoint = %c.endpoint, error = %e, "resolution failed");
                     }

@@ -24,7 +24,7 @@ pub async fn watch(
 ) {
     loop {
         let error = tokio::select! {
-            result = watch_once(&endpoints, &key, &tx) => match result {
+            result = watch_once(&endpoints, &key, retry, &tx) => match result {
                 Ok(()) => return,
                 Err(error) => error,
             },
@@ -40,10 +40,12 @@ pub async fn watch(
     }
 }
 
-/// Reads the key and follows it; returns `Ok` only when nobody listens any more.
+/// Reads the key and follows it, reporting `Unchanged` every `every` while the watch is
+/// healthy; returns `Ok` only when nobody listens any more.
 async fn watch_once(
     endpoints: &[String],
     key: &str,
+    every: Duration,
     tx: &mpsc::Sender<Update>,
 ) -> Result<(), String> {
     let options = ConnectOptions::new()
@@ -73,11 +75,18 @@ async fn watch_once(
         )
         .await
         .map_err(|e| format!("etcd {at}: watch: {e}"))?;
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
     loop {
-        let message = stream
-            .message()
-            .await
-            .map_err(|e| format!("etcd {at}: watch: {e}"))?;
+        let message = tokio::select! {
+            message = stream.message() => message.map_err(|e| format!("etcd {at}: watch: {e}"))?,
+            _ = tick.tick() => {
+                if tx.send(Update::Unchanged).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
         let Some(response) = message else {
             return Err(format!("etcd {at}: the watch ended"));
         };

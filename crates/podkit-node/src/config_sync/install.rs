@@ -56,7 +56,7 @@ impl Installer {
             path: candidate.clone(),
             source,
         };
-        write_synced(&candidate, content).map_err(write_error)?;
+        write_synced(&candidate, content, &self.dest).map_err(write_error)?;
         if let Some(cmd) = &self.validate_cmd {
             if let Err(e) = validate(cmd, &candidate, version).await {
                 let _ = std::fs::remove_file(&candidate);
@@ -125,9 +125,25 @@ impl Installer {
     }
 }
 
-fn write_synced(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(path)?;
+/// Writes `content` to `path` (private until its mode is set), with the mode and owner
+/// of `like` when it exists (a 0600 secret stays 0600), else 0644.
+fn write_synced(path: &Path, content: &[u8], like: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(content)?;
+    match std::fs::metadata(like) {
+        Ok(old) => {
+            // Only root may give a file away; others keep their own ownership.
+            let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
+            file.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777))?;
+        }
+        Err(_) => file.set_permissions(std::fs::Permissions::from_mode(0o644))?,
+    }
     file.sync_all()
 }
 
@@ -230,6 +246,23 @@ mod tests {
         assert_eq!(i.current().unwrap(), b"ok 1");
         assert!(versions(dir.path()).is_empty());
         assert!(!dir.path().join(".app.conf.podkit-new").exists());
+    }
+
+    #[tokio::test]
+    async fn a_private_file_stays_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let i = installer(dir.path(), None, 0);
+        std::fs::write(&i.dest, "old").unwrap();
+        std::fs::set_permissions(&i.dest, std::fs::Permissions::from_mode(0o600)).unwrap();
+        i.install(b"new secret", "v").await.unwrap();
+        let mode = std::fs::metadata(&i.dest).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let fresh = installer(&dir.path().join("sub"), None, 0);
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        fresh.install(b"x", "v").await.unwrap();
+        let mode = std::fs::metadata(&fresh.dest).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
     }
 
     #[tokio::test]

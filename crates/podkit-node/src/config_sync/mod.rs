@@ -261,11 +261,25 @@ pub async fn run(args: ConfigSyncArgs, plan: Plan, ctx: Context) -> Result<(), C
     ));
     let mut last_error: Option<String> = None;
     let mut result = Ok(());
+    // The version being served, and one whose install or notification failed: retried
+    // every interval until it succeeds (a 304 or a quiet watch would not bring it again).
+    let mut version_served: Option<String> = None;
+    let mut retry: Option<(bytes::Bytes, String)> = None;
+    let mut notify_pending = false;
     while let Some(update) = tokio::select! {
         update = rx.recv() => update,
+        _ = tokio::time::sleep(args.interval.get()), if retry.is_some() => {
+            retry.take().map(|(content, version)| Update::Content { content, version })
+        }
         _ = ctx.shutdown.triggered() => None,
     } {
         match update {
+            Update::Unchanged => {
+                last_error = None;
+                if let (Some(version), None) = (&version_served, &retry) {
+                    metrics.current(version);
+                }
+            }
             Update::Failed(error) => {
                 metrics.failed("source");
                 if last_error.as_ref() != Some(&error) {
@@ -279,11 +293,21 @@ pub async fn run(args: ConfigSyncArgs, plan: Plan, ctx: Context) -> Result<(), C
             }
             Update::Content { content, version } => {
                 last_error = None;
-                let outcome =
-                    apply(&installer, &notifier, &client, &content, &version, &metrics).await;
+                let outcome = apply(
+                    &installer,
+                    &notifier,
+                    &client,
+                    &content,
+                    &version,
+                    &metrics,
+                    &mut notify_pending,
+                )
+                .await;
                 match outcome {
                     Ok(()) => {
+                        retry = None;
                         metrics.current(&version);
+                        version_served = Some(version);
                         if let Some(latch) = has_file.take() {
                             latch.release();
                         }
@@ -291,8 +315,8 @@ pub async fn run(args: ConfigSyncArgs, plan: Plan, ctx: Context) -> Result<(), C
                     Err((stage, error)) => {
                         metrics.failed(stage);
                         if stage == "notify" {
-                            // Installed, but the application was not told.
-                            metrics.current(&version);
+                            // Installed, but the application was not told yet.
+                            version_served = Some(version.clone());
                             if let Some(latch) = has_file.take() {
                                 latch.release();
                             }
@@ -302,6 +326,8 @@ pub async fn run(args: ConfigSyncArgs, plan: Plan, ctx: Context) -> Result<(), C
                             result = Err(ComponentError::runtime(error));
                             break;
                         }
+                        // A refused version is not retried; a failed write or notice is.
+                        retry = (stage != "validate").then_some((content, version));
                     }
                 }
                 if args.once {
@@ -314,8 +340,8 @@ pub async fn run(args: ConfigSyncArgs, plan: Plan, ctx: Context) -> Result<(), C
     result
 }
 
-/// Installs `content` if it differs from the file, then notifies. The error is the stage
-/// that failed and why.
+/// Installs `content` if it differs from the file, then notifies the application (again,
+/// while an earlier notice is pending). The error is the stage that failed and why.
 async fn apply(
     installer: &Installer,
     notifier: &Notifier,
@@ -323,22 +349,26 @@ async fn apply(
     content: &[u8],
     version: &str,
     metrics: &SyncMetrics,
+    notify_pending: &mut bool,
 ) -> Result<(), (&'static str, String)> {
+    let has_notifier = notifier.signal.is_some() || notifier.reload_url.is_some();
     if installer.current().as_deref() == Some(content) {
         tracing::debug!(%version, "the file is current");
-        return Ok(());
+    } else {
+        installer
+            .install(content, version)
+            .await
+            .map_err(|e| (e.stage(), e.to_string()))?;
+        metrics.updates.inc();
+        tracing::info!(%version, bytes = content.len(), "installed a new version");
+        *notify_pending = has_notifier;
     }
-    installer
-        .install(content, version)
-        .await
-        .map_err(|e| (e.stage(), e.to_string()))?;
-    metrics.updates.inc();
-    tracing::info!(%version, bytes = content.len(), "installed a new version");
-    if notifier.signal.is_none() && notifier.reload_url.is_none() {
+    if !*notify_pending {
         return Ok(());
     }
     match notifier.notify(client).await {
         Ok(done) => {
+            *notify_pending = false;
             tracing::info!(%done, "told the application");
             Ok(())
         }

@@ -68,13 +68,26 @@ impl Source {
         Err("use an http(s)://, file:// or etcd:// URL".into())
     }
 
-    /// For logs: where the configuration comes from (no credentials are ever in it).
+    /// For logs: where the configuration comes from, without credentials.
     pub fn describe(&self) -> String {
         match self {
-            Source::Http(uri) => uri.to_string(),
+            Source::Http(uri) => redacted(uri),
             Source::File(path) => format!("file://{}", path.display()),
             Source::Etcd { endpoints, key } => format!("etcd {} key {key}", endpoints.join(",")),
         }
+    }
+}
+
+/// `uri` without the user and password it may carry.
+pub fn redacted(uri: &Uri) -> String {
+    let text = uri.to_string();
+    match (uri.authority(), uri.scheme_str()) {
+        (Some(a), Some(scheme)) if a.as_str().contains('@') => {
+            let host = a.as_str().rsplit('@').next().unwrap_or_default();
+            let rest = uri.path_and_query().map_or("", |p| p.as_str());
+            format!("{scheme}://***@{host}{rest}")
+        }
+        _ => text,
     }
 }
 
@@ -83,6 +96,8 @@ impl Source {
 pub enum Update {
     /// A version of the configuration (possibly the same bytes as before).
     Content { content: Bytes, version: String },
+    /// The source was read and has not changed.
+    Unchanged,
     /// The source could not be read; the current file stays.
     Failed(String),
 }
@@ -144,10 +159,8 @@ async fn poll_http(
     let mut validators = Validators::default();
     loop {
         let update = fetch_http(&uri, &client, &mut validators).await;
-        if let Some(update) = update {
-            if tx.send(update).await.is_err() {
-                return;
-            }
+        if tx.send(update).await.is_err() {
+            return;
         }
         tokio::select! {
             _ = tokio::time::sleep(polling.next_wait()) => {}
@@ -157,7 +170,7 @@ async fn poll_http(
 }
 
 /// One conditional GET: `None` when the server says nothing changed.
-async fn fetch_http(uri: &Uri, client: &HttpClient, validators: &mut Validators) -> Option<Update> {
+async fn fetch_http(uri: &Uri, client: &HttpClient, validators: &mut Validators) -> Update {
     let mut headers = Vec::new();
     if let Some(etag) = &validators.etag {
         headers.push(("if-none-match", etag.clone()));
@@ -170,10 +183,10 @@ async fn fetch_http(uri: &Uri, client: &HttpClient, validators: &mut Validators)
         .await
     {
         Ok(fetched) => fetched,
-        Err(e) => return Some(Update::Failed(e)),
+        Err(e) => return Update::Failed(e),
     };
     match fetched.status {
-        StatusCode::NOT_MODIFIED => None,
+        StatusCode::NOT_MODIFIED => Update::Unchanged,
         status if status.is_success() => {
             let header = |name| {
                 fetched
@@ -188,12 +201,12 @@ async fn fetch_http(uri: &Uri, client: &HttpClient, validators: &mut Validators)
                 .etag
                 .clone()
                 .unwrap_or_else(|| content_version(&fetched.body));
-            Some(Update::Content {
+            Update::Content {
                 content: fetched.body,
                 version,
-            })
+            }
         }
-        status => Some(Update::Failed(format!("{uri} answered {status}"))),
+        status => Update::Failed(format!("{} answered {status}", redacted(uri))),
     }
 }
 
@@ -251,6 +264,13 @@ mod tests {
             Source::Http(_)
         ));
         assert!(Source::parse("ftp://x/y").is_err());
+    }
+
+    #[test]
+    fn credentials_are_left_out_of_descriptions() {
+        let uri: Uri = "https://user:s3cret@config.local/app.conf".parse().unwrap();
+        assert_eq!(redacted(&uri), "https://***@config.local/app.conf");
+        assert!(!Source::Http(uri).describe().contains("s3cret"));
     }
 
     #[test]

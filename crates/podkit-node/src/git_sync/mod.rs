@@ -89,6 +89,14 @@ pub struct GitSyncArgs {
     /// Older checkouts kept besides the current one.
     #[arg(long, env = "PODKIT_KEEP", default_value_t = 1, value_name = "N")]
     pub keep: usize,
+    /// Longest a fetch may take before it is abandoned and retried.
+    #[arg(
+        long,
+        env = "PODKIT_TIMEOUT",
+        default_value = "2m",
+        value_name = "DURATION"
+    )]
+    pub timeout: HumanDuration,
     /// Sync once and exit (0 when published, 1 on failure): an init container.
     #[arg(long, env = "PODKIT_ONCE")]
     pub once: bool,
@@ -96,6 +104,7 @@ pub struct GitSyncArgs {
 
 /// What `run` needs, checked before start.
 pub struct Plan {
+    client: HttpClient,
     remote: Remote,
     cache: Arc<Cache>,
     worktrees: Worktrees,
@@ -125,12 +134,27 @@ impl GitSyncArgs {
         };
         let worktrees = Worktrees::new(self.root.clone(), self.link.clone(), self.keep)
             .map_err(|e| ConfigError::flag("--link", e))?;
+        if self.repo.trim().is_empty() {
+            return Err(ConfigError::flag("--repo", "empty"));
+        }
+        if self.reference.trim().is_empty() {
+            return Err(ConfigError::flag("--ref", "empty"));
+        }
+        // The same CA file serves the webhook client: checked now, so a bad one exits 2.
+        let client = HttpClient::new(
+            self.ca_file.as_deref(),
+            std::time::Duration::from_secs(10),
+            1 << 20,
+        )
+        .map_err(|e| ConfigError::flag("--ca-file", e))?;
         Ok(Plan {
+            client,
             remote: Remote {
                 url: self.repo.clone(),
                 reference: self.reference.clone(),
                 depth: NonZeroU32::new(self.depth),
                 credentials,
+                timeout: self.timeout.get(),
             },
             cache: Arc::new(Cache::new(self.root.join(".cache"), self.ca_file.clone())),
             worktrees,
@@ -222,10 +246,20 @@ impl GitMetrics {
 async fn sync_once(plan: &Plan) -> Result<(String, bool), (&'static str, String)> {
     let cache = plan.cache.clone();
     let remote = plan.remote.clone();
-    let commit = tokio::task::spawn_blocking(move || cache.fetch(&remote))
-        .await
-        .map_err(|e| ("fetch", e.to_string()))?
-        .map_err(|e| ("fetch", e))?;
+    let timeout = remote.timeout;
+    let interrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = interrupt.clone();
+    let fetching = tokio::task::spawn_blocking(move || cache.fetch(&remote, &stop));
+    let commit = match tokio::time::timeout(timeout, fetching).await {
+        Ok(joined) => joined
+            .map_err(|e| ("fetch", e.to_string()))?
+            .map_err(|e| ("fetch", e))?,
+        Err(_) => {
+            // The fetch stops at its next check of the flag; the next sync starts anew.
+            interrupt.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(("fetch", format!("no result within {timeout:?}")));
+        }
+    };
     if plan.worktrees.current().as_deref() == Some(commit.as_str()) {
         return Ok((commit, false));
     }
@@ -244,14 +278,9 @@ async fn sync_once(plan: &Plan) -> Result<(String, bool), (&'static str, String)
 /// Keeps the link on the ref's commit until shutdown (or once, with `--once`).
 pub async fn run(args: GitSyncArgs, plan: Plan, ctx: Context) -> Result<(), ComponentError> {
     let metrics = GitMetrics::register(&ctx);
-    let client = HttpClient::new(
-        args.ca_file.as_deref(),
-        std::time::Duration::from_secs(10),
-        1 << 20,
-    )
-    .map_err(ComponentError::runtime)?;
+    let client = plan.client.clone();
     tracing::info!(
-        repo = %args.repo,
+        repo = %repo::redact_url(&args.repo),
         reference = %args.reference,
         link = %plan.worktrees.link_path().display(),
         "keeping the link on the ref's commit"

@@ -47,7 +47,33 @@ pub struct Remote {
     /// Commits of history to fetch; `None` for all.
     pub depth: Option<NonZeroU32>,
     pub credentials: Option<Credentials>,
+    /// Longest a fetch may take.
+    pub timeout: std::time::Duration,
 }
+
+/// The URL without a user and password in it, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((authority, path)) if authority.contains('@') => {
+                let host = authority.rsplit('@').next().unwrap_or_default();
+                format!("{scheme}://***@{host}/{path}")
+            }
+            None if rest.contains('@') => {
+                format!(
+                    "{scheme}://***@{}",
+                    rest.rsplit('@').next().unwrap_or_default()
+                )
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Packs in the cache above which it is made afresh (gix does not repack; with shallow
+/// fetches a new cache is cheap).
+const MAX_PACKS: usize = 64;
 
 /// The bare cache repository.
 pub struct Cache {
@@ -84,8 +110,10 @@ impl Cache {
             .map_err(|e| format!("opening {}: {e}", self.dir.display()))
     }
 
-    /// Fetches the remote's ref and returns the commit it points at (hex).
-    pub fn fetch(&self, remote: &Remote) -> Result<String, String> {
+    /// Fetches the remote's ref and returns the commit it points at (hex). `interrupt`
+    /// stops a pack being received.
+    pub fn fetch(&self, remote: &Remote, interrupt: &AtomicBool) -> Result<String, String> {
+        self.renew_if_bloated();
         let repo = self.repository()?;
         let refspec = format!("+{}:{TARGET_REF}", remote.reference);
         let fetcher = repo
@@ -131,7 +159,7 @@ impl Cache {
             prepare = prepare.with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth));
         }
         prepare
-            .receive(gix::progress::Discard, &AtomicBool::new(false))
+            .receive(gix::progress::Discard, interrupt)
             .map_err(|e| format!("fetching: {}", chain(&e)))?;
         let repo = self.repository()?;
         let commit = repo
@@ -140,6 +168,21 @@ impl Cache {
             .peel_to_commit()
             .map_err(|e| format!("'{}' is not a commit: {e}", remote.reference))?;
         Ok(commit.id.to_string())
+    }
+
+    /// Removes the cache when it holds too many packs; the next fetch makes it again.
+    fn renew_if_bloated(&self) {
+        let packs = std::fs::read_dir(self.dir.join("objects/pack"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if packs > MAX_PACKS {
+            tracing::info!(packs, "making the git cache afresh");
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 
     /// Writes the tree of `commit` into `dest`, which must not exist yet.
@@ -199,4 +242,19 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact_url("https://deploy:pw@git.local/site.git"),
+            "https://***@git.local/site.git"
+        );
+        assert_eq!(redact_url("/srv/site.git"), "/srv/site.git");
+        assert_eq!(redact_url("https://git.local/x"), "https://git.local/x");
+    }
 }

@@ -49,8 +49,21 @@ impl Checker {
     }
 
     /// The result of a check no older than `--cache-for`. Concurrent callers wait for
-    /// the one check in flight rather than starting their own.
-    pub async fn verdict(&self) -> Verdict {
+    /// the one check in flight rather than starting their own. The check runs in its own
+    /// task: a probe that hangs up cannot cut it short and leave the connection mid-reply.
+    pub async fn verdict(self: &std::sync::Arc<Self>) -> Verdict {
+        let checker = self.clone();
+        match tokio::spawn(async move { checker.verdict_in_task().await }).await {
+            Ok(verdict) => verdict,
+            Err(e) => Verdict {
+                result: Err(format!("the check failed: {e}")),
+                cached: false,
+                took: Duration::ZERO,
+            },
+        }
+    }
+
+    async fn verdict_in_task(&self) -> Verdict {
         let mut state = self.state.lock().await;
         if let Some((at, result, took)) = &state.last {
             if at.elapsed() < self.cache_for {

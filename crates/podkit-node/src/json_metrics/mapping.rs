@@ -63,6 +63,7 @@ impl Mapping {
         if mapping.metrics.is_empty() {
             return Err("metrics: at least one".into());
         }
+        let mut names = std::collections::HashSet::new();
         for (i, m) in mapping.metrics.iter_mut().enumerate() {
             let name = m.name.clone();
             let at = |e: String| format!("metrics[{i}] ({name}): {e}");
@@ -72,7 +73,16 @@ impl Mapping {
             if m.kind == MetricType::Counter && !m.name.ends_with("_total") {
                 m.name.push_str("_total");
             }
+            if !names.insert(m.name.clone()) {
+                return Err(at("a second metric of that name".into()));
+            }
             let wildcards = m.path.split('.').filter(|s| *s == "*").count();
+            let used: Vec<usize> = m.labels.values().flat_map(|t| captures_used(t)).collect();
+            if let Some(n) = (1..=wildcards).find(|n| !used.contains(n)) {
+                return Err(at(format!(
+                    "no label uses ${n}: the samples it matches would collide"
+                )));
+            }
             for (label, template) in &m.labels {
                 if !valid_name(label, false) || label.starts_with("__") {
                     return Err(at(format!("'{label}' is not a valid label name")));

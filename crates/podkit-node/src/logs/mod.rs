@@ -23,7 +23,7 @@ use podkit_core::{ConfigError, HumanDuration};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use crate::redis_client::{Connection, RedisUrl};
@@ -54,7 +54,12 @@ pub struct LogsArgs {
     #[arg(long, env = "PODKIT_STDIN")]
     pub stdin: bool,
     /// Poll this Redis's `SLOWLOG GET` and emit each entry once (`redis://host:port`).
-    #[arg(long, env = "PODKIT_REDIS_SLOWLOG", value_name = "URL")]
+    #[arg(
+        long,
+        env = "PODKIT_REDIS_SLOWLOG",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub redis_slowlog: Option<String>,
     /// Format of sources that do not name one: auto (detect per line), json, logfmt, klog,
     /// syslog3164, syslog5424, common, combined, jul, log4j, redis.
@@ -64,6 +69,10 @@ pub struct LogsArgs {
     /// is no saved position; also emit the slow log's existing entries.
     #[arg(long, env = "PODKIT_FROM_START")]
     pub from_start: bool,
+    /// The zone of timestamps that carry none (Redis, RFC 3164 syslog, klog, log4j, JUL),
+    /// as an offset from UTC: `+02:00`, `-05:00`, or `Z`.
+    #[arg(long, env = "PODKIT_UTC_OFFSET", default_value = "Z", value_name = "OFFSET", value_parser = parse_offset)]
+    pub utc_offset: i32,
     /// Read what is there, emit it, and exit (for normalizing files in a batch job).
     #[arg(long, env = "PODKIT_ONCE")]
     pub once: bool,
@@ -95,6 +104,25 @@ pub struct LogsArgs {
         value_name = "N"
     )]
     pub slowlog_count: u32,
+}
+
+/// `Z`, `+HH:MM` or `-HH:MM` as seconds east of UTC.
+fn parse_offset(text: &str) -> Result<i32, String> {
+    if text.eq_ignore_ascii_case("z") || text == "UTC" {
+        return Ok(0);
+    }
+    let bad = || format!("'{text}' is not Z, +HH:MM or -HH:MM");
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 14 || m > 59 {
+        return Err(bad());
+    }
+    Ok(sign * (h * 3600 + m * 60))
 }
 
 fn parse_format(text: &str) -> Result<Format, String> {
@@ -228,6 +256,8 @@ struct Shared {
     shutdown: Shutdown,
     once: bool,
     poll: Duration,
+    /// Seconds east of UTC of timestamps without a zone.
+    utc_offset: i32,
     /// Whether positions are saved: a record still held at a stop is then left for the
     /// next run to read whole, rather than emitted cut short.
     resumes: bool,
@@ -268,6 +298,16 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// What the parser needs to place zone-less and year-less timestamps.
+    fn parse_context(&self) -> ParseContext {
+        ParseContext {
+            now_unix: unix_now(),
+            utc_offset_seconds: self.utc_offset,
+        }
+    }
+}
+
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -275,10 +315,8 @@ fn unix_now() -> i64 {
 }
 
 /// Follows one file until shutdown (or its end, with `--once`).
-async fn follow_file(shared: Shared, path: PathBuf, format: Format, start: Start) {
-    let source = path.display().to_string();
-    let mut tailer = Tailer::new(path, start);
-    let mut parser = Parser::new(format, ParseContext::at(unix_now()));
+async fn follow_file(shared: Shared, mut tailer: Tailer, source: String, format: Format) {
+    let mut parser = Parser::new(format, shared.parse_context());
     // Where the record the parser holds began: the position saved while it is held.
     let mut held_from: Option<(u64, u64)> = None;
     let mut last_line = Instant::now();
@@ -309,8 +347,8 @@ async fn follow_file(shared: Shared, path: PathBuf, format: Format, start: Start
                 Vec::new()
             }
         };
-        let finishing = shared.once || shared.shutdown.is_triggered();
-        if shared.once {
+        let finishing = (shared.once && !tailer.has_more()) || shared.shutdown.is_triggered();
+        if shared.once && !tailer.has_more() {
             lines.extend(tailer.take_partial());
         }
         parser.set_now(unix_now());
@@ -335,8 +373,11 @@ async fn follow_file(shared: Shared, path: PathBuf, format: Format, start: Start
         if !shared.send(&source, records, commit).await || finishing {
             return;
         }
-        // After a stop, one more read: what was written before it is emitted.
-        shared.pause().await;
+        // A backlog is read on at once; after a stop, one more read emits what was
+        // written before it.
+        if !tailer.has_more() {
+            shared.pause().await;
+        }
     }
 }
 
@@ -358,24 +399,29 @@ fn commit_position(tailer: &Tailer, held_from: Option<(u64, u64)>) -> Option<Pos
     Some(Position { offset, inode })
 }
 
-/// Reads stdin to its end.
+/// Reads stdin to its end. Bytes that are not UTF-8 are replaced, not fatal; a line
+/// longer than [`tail::MAX_LINE`] is cut into pieces.
 async fn read_stdin(shared: Shared, format: Format) {
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let mut parser = Parser::new(format, ParseContext::at(unix_now()));
+    use tokio::io::AsyncBufReadExt;
+    let mut input = tokio::io::BufReader::with_capacity(64 << 10, tokio::io::stdin());
+    let mut parser = Parser::new(format, shared.parse_context());
+    let mut line = Vec::new();
     loop {
-        let next = tokio::select! {
-            line = lines.next_line() => line,
-            _ = shared.shutdown.triggered() => Ok(None),
+        line.clear();
+        let read = tokio::select! {
+            read = read_line(&mut input, &mut line) => read,
+            _ = shared.shutdown.triggered() => Ok(0),
         };
-        match next {
-            Ok(Some(line)) => {
+        match read {
+            Ok(0) => break,
+            Ok(_) => {
                 parser.set_now(unix_now());
-                let records = parser.feed(&line);
+                let text = String::from_utf8_lossy(&line);
+                let records = parser.feed(text.trim_end_matches('\n'));
                 if !shared.send("stdin", records, None).await {
                     return;
                 }
             }
-            Ok(None) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "reading stdin failed");
                 shared.metrics.error("stdin");
@@ -385,6 +431,33 @@ async fn read_stdin(shared: Shared, format: Format) {
     }
     let rest: Vec<Record> = parser.flush().into_iter().collect();
     shared.send("stdin", rest, None).await;
+
+    /// One line (with its newline), or [`tail::MAX_LINE`] bytes of it.
+    async fn read_line(
+        input: &mut (impl AsyncBufReadExt + Unpin),
+        line: &mut Vec<u8>,
+    ) -> std::io::Result<usize> {
+        loop {
+            let buf = input.fill_buf().await?;
+            if buf.is_empty() {
+                return Ok(line.len());
+            }
+            let room = tail::MAX_LINE.saturating_sub(line.len()).max(1);
+            let take = buf.iter().take(room).position(|&b| b == b'\n');
+            let (used, done) = match take {
+                Some(at) => (at + 1, true),
+                None => (
+                    buf.len().min(room),
+                    line.len() + buf.len().min(room) >= tail::MAX_LINE,
+                ),
+            };
+            line.extend_from_slice(&buf[..used]);
+            input.consume(used);
+            if done {
+                return Ok(line.len());
+            }
+        }
+    }
 }
 
 /// Polls the slow log, emitting each entry once.
@@ -511,6 +584,7 @@ pub async fn run(
         once: args.once,
         poll: args.poll_interval.get(),
         resumes: args.pos_file.is_some(),
+        utc_offset: args.utc_offset,
     };
     let mut tasks = tokio::task::JoinSet::new();
     for source in &sources {
@@ -526,7 +600,13 @@ pub async fn run(
                     None => Start::End,
                 };
                 tracing::info!(file = %path.display(), format = format.name(), ?start, "reading");
-                tasks.spawn(follow_file(shared.clone(), path, format, start));
+                // Opened before /readyz says ready, so no line written after it is missed.
+                let mut tailer = Tailer::new(path.clone(), start);
+                let mut events = Vec::new();
+                if let Err(e) = tailer.open_now(&mut events) {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot open yet");
+                }
+                tasks.spawn(follow_file(shared.clone(), tailer, source.name(), format));
             }
             SourceSpec::Stdin { format } => {
                 tasks.spawn(read_stdin(shared.clone(), format));
@@ -556,5 +636,20 @@ pub async fn run(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ComponentError::runtime(e)),
         Err(e) => Err(ComponentError::runtime(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_offset;
+
+    #[test]
+    fn offsets() {
+        assert_eq!(parse_offset("Z"), Ok(0));
+        assert_eq!(parse_offset("+02:00"), Ok(7200));
+        assert_eq!(parse_offset("-05:30"), Ok(-19800));
+        assert!(parse_offset("02:00").is_err());
+        assert!(parse_offset("+2").is_err());
+        assert!(parse_offset("+25:00").is_err());
     }
 }

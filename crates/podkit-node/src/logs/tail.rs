@@ -10,7 +10,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 /// Longest line kept whole; a longer one is cut into pieces of this size.
-const MAX_LINE: usize = 1 << 20;
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Most bytes read per [`Tailer::read`], so a large backlog is emitted in steps.
+const MAX_READ: u64 = 8 << 20;
 
 /// Where to begin when a file is first opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +49,8 @@ pub struct Tailer {
     path: PathBuf,
     start: Start,
     open: Option<OpenFile>,
+    /// Whether the last read stopped at [`MAX_READ`] with more to read.
+    more: bool,
 }
 
 struct OpenFile {
@@ -65,7 +70,22 @@ impl Tailer {
             path,
             start,
             open: None,
+            more: false,
         }
+    }
+
+    /// Opens the file now if it exists (placing a [`Start::End`] at its current end), so
+    /// that lines written from this moment are read.
+    pub fn open_now(&mut self, events: &mut Vec<Event>) -> std::io::Result<()> {
+        if self.open.is_none() {
+            self.try_open(events)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the last read left bytes to read at once.
+    pub fn has_more(&self) -> bool {
+        self.more
     }
 
     /// The inode and offset after the last complete line read.
@@ -88,7 +108,10 @@ impl Tailer {
                 open.file.seek(SeekFrom::Start(0))?;
                 events.push(Event::Truncated);
             }
-            open.read_lines(&mut lines)?;
+            self.more = open.read_lines(&mut lines)?;
+            if self.more {
+                return Ok(lines);
+            }
         }
         // Rotated: the name now points elsewhere. The old file was read to its end above;
         // its unterminated tail is a line of its own, then the new file is read from 0.
@@ -104,7 +127,7 @@ impl Tailer {
             if self.try_open(events)? {
                 events.push(Event::Rotated);
                 if let Some(open) = self.open.as_mut() {
-                    open.read_lines(&mut lines)?;
+                    self.more = open.read_lines(&mut lines)?;
                 }
             }
         }
@@ -164,13 +187,19 @@ impl Tailer {
 }
 
 impl OpenFile {
-    fn read_lines(&mut self, lines: &mut Vec<Line>) -> std::io::Result<()> {
+    /// Reads complete lines, up to [`MAX_READ`] bytes; true when it stopped there.
+    fn read_lines(&mut self, lines: &mut Vec<Line>) -> std::io::Result<bool> {
         let mut chunk = vec![0u8; 64 << 10];
+        let mut read = 0u64;
         loop {
+            if read >= MAX_READ {
+                return Ok(true);
+            }
             let n = self.file.read(&mut chunk)?;
             if n == 0 {
-                return Ok(());
+                return Ok(false);
             }
+            read += n as u64;
             let mut rest = &chunk[..n];
             self.offset += n as u64;
             while let Some(at) = rest.iter().position(|&b| b == b'\n') {
