@@ -19,6 +19,12 @@ use crate::readiness::{Latch, Readiness};
 use crate::shutdown::{self, Shutdown};
 use crate::units::HumanDuration;
 
+/// The admin endpoint's address when `--admin` is not given.
+pub const DEFAULT_ADMIN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    9901,
+));
+
 /// The flags every long-running component takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ContractArgs {

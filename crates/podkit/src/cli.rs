@@ -7,7 +7,7 @@ use podkit_core::ContractArgs;
 /// The catalog of the book's patterns, shown after `podkit --help`.
 const CATALOG: &str = "\
 Patterns of Designing Distributed Systems, by chapter:
-  ch2  sidecar    topz, HTTPS, config sync, git sync        podkit sidecar topz|tls|config-sync|git-sync
+  ch2  sidecar    topz, HTTPS, config, git sync  podkit sidecar topz|tls|config-sync|git-sync
   ch3  ambassador sharding, experiments, service broker    podkit ambassador shard|split|broker
   ch4  adapter    metrics, logs, health                    podkit adapter metrics|logs|health
   ch5  lb         replicated load-balanced services        podkit lb
@@ -16,7 +16,7 @@ Patterns of Designing Distributed Systems, by chapter:
   all  proxy      the HTTP engine, configured by YAML      podkit proxy -c FILE
   ch7  scatter    scatter/gather                           (coming)
   ch8  fn         functions and event-driven processing    (coming)
-  ch9  lock/elect ownership election                       (coming)
+  ch9  lock/elect ownership election, fencing (etcd)        podkit lock|elect NAME -- CMD
   ch10 queue      work queues: manager, sources, workers    podkit queue run|status|retry, podkit source dir|file|filter|merge, podkit worker multi
   ch11 flow       event-driven batch processing            (coming)
   ch12 join/reduce coordinated batch processing            (coming)
@@ -49,6 +49,11 @@ pub enum Cli {
     Proxy(Proxy),
     /// Run a topology of pods, replicas and services on this machine.
     Up(Up),
+    /// Ownership (ch9): run a command while holding a lock on etcd (like `etcdctl lock`).
+    Lock(Lock),
+    /// Master election (ch9): run a command only while this replica leads; stop it at
+    /// once when leadership is lost.
+    Elect(Elect),
     /// Work queues (ch10): run a worker for every item of a source, durably.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -58,6 +63,28 @@ pub enum Cli {
     /// Reusable work-queue workers (ch10).
     #[command(subcommand)]
     Worker(WorkerCommand),
+}
+
+/// `podkit lock`
+#[derive(Args, Debug)]
+#[command(after_help = "Its admin endpoint takes a free port unless --admin names one.")]
+pub struct Lock {
+    #[command(flatten)]
+    pub lock: podkit_owner::commands::LockArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+}
+
+/// `podkit elect`
+#[derive(Args, Debug)]
+#[command(
+    after_help = "The admin endpoint serves /leader: the leader's id and fencing token, and whether this replica leads."
+)]
+pub struct Elect {
+    #[command(flatten)]
+    pub elect: podkit_owner::commands::ElectArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
 }
 
 /// `podkit worker ...`

@@ -79,6 +79,25 @@ fn main() -> ExitCode {
                 podkit_node::broker::run(c.broker, definition, endpoint, ctx)
             })
         }
+        Cli::Lock(c) => {
+            let mut contract = c.contract.clone();
+            // Many `podkit lock` may run on one machine: a free admin port unless named.
+            if contract.admin == podkit_core::component::DEFAULT_ADMIN {
+                contract.admin.set_port(0);
+            }
+            let exit = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+            let status = component::run("lock", &contract, |ctx| {
+                podkit_owner::commands::run_lock(c.lock, exit.clone(), ctx)
+            });
+            command_status(status, &exit)
+        }
+        Cli::Elect(c) => {
+            let exit = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+            let status = component::run("elect", &c.contract, |ctx| {
+                podkit_owner::commands::run_elect(c.elect, exit.clone(), ctx)
+            });
+            command_status(status, &exit)
+        }
         Cli::Adapter(AdapterCommand::Logs(c)) => {
             let sources = match c.logs.sources() {
                 Ok(sources) => sources,
@@ -273,4 +292,14 @@ fn proxy(
     }
     let source = Source::Flags { listen_flags };
     component::run(name, contract, |ctx| podkit_proxy::run(config, source, ctx))
+}
+
+/// A wrapped command's exit status when the component ended cleanly, else the
+/// component's own.
+fn command_status(status: ExitCode, exit: &std::sync::atomic::AtomicI32) -> ExitCode {
+    if status != ExitCode::SUCCESS {
+        return status;
+    }
+    let code = exit.load(std::sync::atomic::Ordering::SeqCst);
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

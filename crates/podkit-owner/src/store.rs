@@ -1,0 +1,295 @@
+//! The store the ownership primitives stand on, with exactly what chapter 9 needs: keys
+//! with create and modification revisions, create-if-absent, delete-if-still-ours, TTL
+//! leases with keep-alive, and watching a key's deletion from a revision. It speaks etcd's
+//! v3 API, so it talks to an etcd cluster or to any server that speaks that API.
+
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, SortOrder,
+    SortTarget, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
+
+/// Longest a single request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or refused the request.
+    #[error("store {endpoints}: {message}")]
+    Unavailable { endpoints: String, message: String },
+    /// A lease is gone (expired or revoked).
+    #[error("lease {0:x} has expired")]
+    LeaseExpired(i64),
+    /// A `--store` value that is not a list of endpoints.
+    #[error("'{0}' is not etcd://host:port[,host:port...]")]
+    BadUrl(String),
+}
+
+/// A key as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// The revision that created the key: it orders waiters and is the fencing token.
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    pub lease: i64,
+}
+
+impl Entry {
+    fn from_kv(kv: &etcd_client::KeyValue) -> Entry {
+        Entry {
+            key: String::from_utf8_lossy(kv.key()).into_owned(),
+            value: kv.value().to_vec(),
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+            lease: kv.lease(),
+        }
+    }
+}
+
+/// A connection to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    endpoints: String,
+}
+
+/// The endpoints of `etcd://host:port[,host:port...]` (or a bare list).
+pub fn parse_endpoints(url: &str) -> Result<Vec<String>, StoreError> {
+    let list = url
+        .strip_prefix("etcd://")
+        .unwrap_or(url)
+        .trim_end_matches('/');
+    let endpoints: Vec<String> = list
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            if h.starts_with("http://") || h.starts_with("https://") {
+                h.to_string()
+            } else {
+                format!("http://{h}")
+            }
+        })
+        .collect();
+    let valid = endpoints.iter().all(|e| {
+        e.rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    });
+    if endpoints.is_empty() || !valid {
+        return Err(StoreError::BadUrl(url.to_string()));
+    }
+    Ok(endpoints)
+}
+
+impl Store {
+    /// Connects to `url` (`etcd://host:port[,host:port...]`).
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let endpoints = parse_endpoints(url)?;
+        let joined = endpoints.join(",");
+        let options = ConnectOptions::new()
+            .with_connect_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(2), REQUEST_TIMEOUT)
+            .with_keep_alive_while_idle(true);
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                endpoints: joined.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Store {
+            client,
+            endpoints: joined,
+        })
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Unavailable {
+            endpoints: self.endpoints.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        op: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, op).await {
+            Ok(result) => result.map_err(|e| self.error(e)),
+            Err(_) => Err(self.error(format!("no answer within {REQUEST_TIMEOUT:?}"))),
+        }
+    }
+
+    /// A new lease of `ttl` (whole seconds, at least one).
+    pub async fn grant(&self, ttl: Duration) -> Result<i64, StoreError> {
+        let seconds = ttl.as_secs().max(1) as i64;
+        let mut c = self.client.clone();
+        let granted = self.bounded(c.lease_grant(seconds, None)).await?;
+        Ok(granted.id())
+    }
+
+    /// Renews `lease` once; the error says when it is already gone.
+    pub async fn keep_alive(&self, lease: i64) -> Result<Duration, StoreError> {
+        let mut c = self.client.clone();
+        let (mut keeper, mut stream) = self.bounded(c.lease_keep_alive(lease)).await?;
+        self.bounded(keeper.keep_alive()).await?;
+        let answer = self.bounded(stream.message()).await?;
+        match answer {
+            Some(r) if r.ttl() > 0 => Ok(Duration::from_secs(r.ttl() as u64)),
+            _ => Err(StoreError::LeaseExpired(lease)),
+        }
+    }
+
+    /// Ends `lease`, deleting its keys.
+    pub async fn revoke(&self, lease: i64) -> Result<(), StoreError> {
+        let mut c = self.client.clone();
+        match self.bounded(c.lease_revoke(lease)).await {
+            Ok(_) => Ok(()),
+            // Already gone: as good as revoked.
+            Err(StoreError::Unavailable { message, .. }) if message.contains("not found") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates `key` attached to `lease` unless it exists; returns the key as stored
+    /// (ours, or the one that was there).
+    pub async fn create(&self, key: &str, value: &[u8], lease: i64) -> Result<Entry, StoreError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        let mut c = self.client.clone();
+        let response = self.bounded(c.txn(txn)).await?;
+        if response.succeeded() {
+            let revision = response.header().map_or(0, |h| h.revision());
+            return Ok(Entry {
+                key: key.to_string(),
+                value: value.to_vec(),
+                create_revision: revision,
+                mod_revision: revision,
+                lease,
+            });
+        }
+        for op in response.op_responses() {
+            if let TxnOpResponse::Get(get) = op {
+                if let Some(kv) = get.kvs().first() {
+                    return Ok(Entry::from_kv(kv));
+                }
+            }
+        }
+        Err(self.error(format!("{key} vanished while being created")))
+    }
+
+    /// The key, if it exists.
+    pub async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
+        let mut c = self.client.clone();
+        let got = self.bounded(c.get(key, None)).await?;
+        Ok(got.kvs().first().map(Entry::from_kv))
+    }
+
+    /// The keys under `prefix`, oldest creation first, and the store's revision.
+    pub async fn prefix(&self, prefix: &str) -> Result<(Vec<Entry>, i64), StoreError> {
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Ascend);
+        let mut c = self.client.clone();
+        let got = self.bounded(c.get(prefix, Some(options))).await?;
+        let revision = got.header().map_or(0, |h| h.revision());
+        Ok((got.kvs().iter().map(Entry::from_kv).collect(), revision))
+    }
+
+    /// Deletes `key` only if it is still the one created at `create_revision`.
+    pub async fn delete_if_created(
+        &self,
+        key: &str,
+        create_revision: i64,
+    ) -> Result<bool, StoreError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                key,
+                CompareOp::Equal,
+                create_revision,
+            )])
+            .and_then([TxnOp::delete(key, None)]);
+        let mut c = self.client.clone();
+        Ok(self.bounded(c.txn(txn)).await?.succeeded())
+    }
+
+    /// Returns once `key` is deleted (or already was) after `revision`, by watching:
+    /// no polling.
+    pub async fn wait_deleted(&self, key: &str, revision: i64) -> Result<(), StoreError> {
+        let mut c = self.client.clone();
+        let mut stream = self
+            .bounded(c.watch(
+                key,
+                Some(WatchOptions::new().with_start_revision(revision + 1)),
+            ))
+            .await?;
+        // Deleted between our read and the watch's start: the watch replays it. A key
+        // that no longer exists at all also ends the wait.
+        if self.get(key).await?.is_none() {
+            return Ok(());
+        }
+        loop {
+            let message = stream.message().await.map_err(|e| self.error(e))?;
+            let Some(response) = message else {
+                return Err(self.error("the watch ended"));
+            };
+            if response.canceled() {
+                return Err(self.error(format!("watch cancelled: {}", response.cancel_reason())));
+            }
+            if response
+                .events()
+                .iter()
+                .any(|e| e.event_type() == EventType::Delete)
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// A watch of the keys under `prefix`, from the revision after `revision`.
+    pub async fn watch_prefix(
+        &self,
+        prefix: &str,
+        revision: i64,
+    ) -> Result<etcd_client::WatchStream, StoreError> {
+        let mut c = self.client.clone();
+        self.bounded(
+            c.watch(
+                prefix,
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(revision + 1),
+                ),
+            ),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_lists() {
+        assert_eq!(
+            parse_endpoints("etcd://10.0.0.1:2379,10.0.0.2:2379").unwrap(),
+            ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!(
+            parse_endpoints("127.0.0.1:2379").unwrap(),
+            ["http://127.0.0.1:2379"]
+        );
+        assert!(parse_endpoints("etcd://").is_err());
+        assert!(parse_endpoints("etcd://host").is_err());
+    }
+}
