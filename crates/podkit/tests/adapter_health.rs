@@ -196,6 +196,22 @@ fn redis_with_a_password_file_and_a_command() {
 }
 
 #[test]
+fn a_database_that_hangs_fails_the_check_within_the_timeout() {
+    let mut server = Redis::start().expect("redis-server");
+    let url = format!("redis://{}", server.addr);
+    let (_adapter, listen) = adapter(&["--redis", &url, "--timeout", "1s"], &[]);
+    assert_eq!(probe(listen).0, 200);
+    server.process().signal(podkit_testkit::Signal::SIGSTOP);
+    let started = std::time::Instant::now();
+    let (status, body) = probe(listen);
+    server.process().signal(podkit_testkit::Signal::SIGCONT);
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("within 1s"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(wait_for(listen, 200), "OK");
+}
+
+#[test]
 fn results_are_cached_so_probes_cannot_overload_the_database() {
     let server = Redis::start().expect("redis-server");
     let url = format!("redis://{}", server.addr);

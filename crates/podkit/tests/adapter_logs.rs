@@ -402,6 +402,38 @@ fn redis_slowlog_entries_are_emitted_once() {
 }
 
 #[test]
+fn once_normalizes_a_whole_file_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.log");
+    // The last line has no newline: it is still a record.
+    std::fs::write(&file, "{\"msg\":\"one\"}\nlevel=warn msg=two\nthree").unwrap();
+    let out = Command::new(PODKIT)
+        .args([
+            "adapter",
+            "logs",
+            "--once",
+            "--admin",
+            "127.0.0.1:0",
+            "--file",
+        ])
+        .arg(&file)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let msgs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["msg"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(msgs, ["one", "two", "three"]);
+}
+
+#[test]
 fn zone_less_timestamps_take_the_given_offset() {
     let dir = tempfile::tempdir().unwrap();
     let stdout = dir.path().join("out");

@@ -175,6 +175,39 @@ fn srv_records_are_followed_as_they_change() {
 }
 
 #[test]
+fn a_refused_connection_makes_the_broker_resolve_again_at_once() {
+    let db = MariaDb::start().expect("mariadb-server");
+    let dead = free_addr();
+    let srv = |port: u16| format!("srv-host=_mysql._tcp.db.test,db1.test,{port},10,0");
+    // An hour's TTL, and no periodic re-resolution: only a failure can make it ask again.
+    let mut dns =
+        Dnsmasq::start_with_ttl(&[&srv(dead.port()), "host-record=db1.test,127.0.0.1"], 3600)
+            .expect("dnsmasq");
+    let (broker, listen) = broker(
+        &[
+            "--target",
+            "srv:_mysql._tcp.db.test",
+            "--dns-server",
+            &dns.addr.to_string(),
+            "--resolve-every",
+            "1h",
+        ],
+        &[],
+    );
+    assert_eq!(endpoint(&broker)["addresses"][0], dead.to_string());
+    dns.replace_records(&[&srv(db.addr.port()), "host-record=db1.test,127.0.0.1"])
+        .unwrap();
+    // The first connection finds the old address refusing, resolves again and goes on.
+    assert_eq!(
+        server_port(listen),
+        Ok(db.addr.port()),
+        "{}",
+        broker.output()
+    );
+    assert_eq!(endpoint(&broker)["addresses"][0], db.addr.to_string());
+}
+
+#[test]
 fn an_address_that_refuses_is_passed_over_and_env_vars_work() {
     let db = MariaDb::start().expect("mariadb-server");
     let dead = free_addr();

@@ -347,6 +347,36 @@ fn a_notice_that_failed_is_sent_again_and_success_keeps_being_recorded() {
 }
 
 #[test]
+fn sigkill_by_process_name_lets_the_supervisor_restart_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    // A process with a name nothing else on the machine has.
+    let name = format!("legacy-{}", std::process::id());
+    let program = dir.path().join(&name);
+    std::fs::copy("/bin/sleep", &program).unwrap();
+    let mut app = Command::new(&program).arg("300").spawn().unwrap();
+    let src = dir.path().join("source.conf");
+    std::fs::write(&src, "v1").unwrap();
+    let dest = dir.path().join("app.conf");
+    std::fs::write(&dest, "v0").unwrap();
+    let _sidecar = sync(&[
+        "--source",
+        &format!("file://{}", src.display()),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--interval",
+        "200ms",
+        "--signal",
+        "KILL",
+        "--process-name",
+        &name,
+    ]);
+    assert!(eventually(Duration::from_secs(10), || read(&dest) == "v1"));
+    let status = app.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9));
+}
+
+#[test]
 fn bad_flags_exit_2() {
     for args in [
         &["--source", "ftp://x/y", "--dest", "/tmp/x"][..],

@@ -7,7 +7,7 @@ use crate::process::{find_binary, write_file, ServerProcess, Spec};
 
 /// A `dnsmasq` (Debian package `dnsmasq-base`) answering only for the records it is given
 /// (dnsmasq option lines such as `srv-host=_db._tcp.test,db1.test,3306` and
-/// `host-record=db1.test,127.0.0.1`), with a TTL of one second.
+/// `host-record=db1.test,127.0.0.1`), with a TTL of one second unless told otherwise.
 #[derive(Debug)]
 pub struct Dnsmasq {
     pub addr: SocketAddr,
@@ -19,6 +19,11 @@ pub struct Dnsmasq {
 impl Dnsmasq {
     /// Starts a server on a free port (UDP and TCP) serving `records`.
     pub fn start(records: &[&str]) -> Result<Dnsmasq> {
+        Self::start_with_ttl(records, 1)
+    }
+
+    /// Like [`Dnsmasq::start`], answering with a TTL of `ttl` seconds.
+    pub fn start_with_ttl(records: &[&str], ttl: u32) -> Result<Dnsmasq> {
         let program = find_binary("dnsmasq", "dnsmasq-base")?;
         let dir = workdir("dnsmasq")?;
         let addr = loopback();
@@ -36,7 +41,7 @@ impl Dnsmasq {
             "--bind-interfaces".into(),
             "--listen-address=127.0.0.1".into(),
             format!("--port={}", addr.port()),
-            "--local-ttl=1".into(),
+            format!("--local-ttl={ttl}"),
             "--pid-file".into(),
             "--log-facility=-".into(),
             format!("--conf-file={}", records_file.display()),
