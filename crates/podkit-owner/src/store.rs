@@ -122,18 +122,42 @@ impl Store {
         }
     }
 
+    /// Runs `op` on a clone of the client, again (up to three times) when it could not
+    /// even connect to the member it was sent to: a member that is down must not fail a
+    /// request the others can serve. A request that was sent is never repeated.
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match self.bounded(op(self.client.clone())).await {
+                Err(StoreError::Unavailable { message, .. })
+                    if attempt < 3 && message.contains("tcp connect error") =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// A new lease of `ttl` (whole seconds, at least one).
     pub async fn grant(&self, ttl: Duration) -> Result<i64, StoreError> {
         let seconds = ttl.as_secs().max(1) as i64;
-        let mut c = self.client.clone();
-        let granted = self.bounded(c.lease_grant(seconds, None)).await?;
+        let granted = self
+            .call(|mut c| async move { c.lease_grant(seconds, None).await })
+            .await?;
         Ok(granted.id())
     }
 
     /// Renews `lease` once; the error says when it is already gone.
     pub async fn keep_alive(&self, lease: i64) -> Result<Duration, StoreError> {
-        let mut c = self.client.clone();
-        let (mut keeper, mut stream) = self.bounded(c.lease_keep_alive(lease)).await?;
+        let (mut keeper, mut stream) = self
+            .call(|mut c| async move { c.lease_keep_alive(lease).await })
+            .await?;
         self.bounded(keeper.keep_alive()).await?;
         let answer = self.bounded(stream.message()).await?;
         match answer {
@@ -144,8 +168,10 @@ impl Store {
 
     /// Ends `lease`, deleting its keys.
     pub async fn revoke(&self, lease: i64) -> Result<(), StoreError> {
-        let mut c = self.client.clone();
-        match self.bounded(c.lease_revoke(lease)).await {
+        match self
+            .call(|mut c| async move { c.lease_revoke(lease).await })
+            .await
+        {
             Ok(_) => Ok(()),
             // Already gone: as good as revoked.
             Err(StoreError::Unavailable { message, .. }) if message.contains("not found") => Ok(()),
@@ -164,8 +190,12 @@ impl Store {
                 Some(PutOptions::new().with_lease(lease)),
             )])
             .or_else([TxnOp::get(key, None)]);
-        let mut c = self.client.clone();
-        let response = self.bounded(c.txn(txn)).await?;
+        let response = self
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         if response.succeeded() {
             let revision = response.header().map_or(0, |h| h.revision());
             return Ok(Entry {
@@ -188,8 +218,9 @@ impl Store {
 
     /// The key, if it exists.
     pub async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
-        let mut c = self.client.clone();
-        let got = self.bounded(c.get(key, None)).await?;
+        let got = self
+            .call(|mut c| async move { c.get(key, None).await })
+            .await?;
         Ok(got.kvs().first().map(Entry::from_kv))
     }
 
@@ -198,8 +229,12 @@ impl Store {
         let options = GetOptions::new()
             .with_prefix()
             .with_sort(SortTarget::Create, SortOrder::Ascend);
-        let mut c = self.client.clone();
-        let got = self.bounded(c.get(prefix, Some(options))).await?;
+        let got = self
+            .call(|mut c| {
+                let options = options.clone();
+                async move { c.get(prefix, Some(options)).await }
+            })
+            .await?;
         let revision = got.header().map_or(0, |h| h.revision());
         Ok((got.kvs().iter().map(Entry::from_kv).collect(), revision))
     }
@@ -217,19 +252,26 @@ impl Store {
                 create_revision,
             )])
             .and_then([TxnOp::delete(key, None)]);
-        let mut c = self.client.clone();
-        Ok(self.bounded(c.txn(txn)).await?.succeeded())
+        let response = self
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        Ok(response.succeeded())
     }
 
     /// Returns once `key` is deleted (or already was) after `revision`, by watching:
     /// no polling.
     pub async fn wait_deleted(&self, key: &str, revision: i64) -> Result<(), StoreError> {
-        let mut c = self.client.clone();
         let mut stream = self
-            .bounded(c.watch(
-                key,
-                Some(WatchOptions::new().with_start_revision(revision + 1)),
-            ))
+            .call(|mut c| async move {
+                c.watch(
+                    key,
+                    Some(WatchOptions::new().with_start_revision(revision + 1)),
+                )
+                .await
+            })
             .await?;
         // Deleted between our read and the watch's start: the watch replays it. A key
         // that no longer exists at all also ends the wait.
@@ -252,26 +294,6 @@ impl Store {
                 return Ok(());
             }
         }
-    }
-
-    /// A watch of the keys under `prefix`, from the revision after `revision`.
-    pub async fn watch_prefix(
-        &self,
-        prefix: &str,
-        revision: i64,
-    ) -> Result<etcd_client::WatchStream, StoreError> {
-        let mut c = self.client.clone();
-        self.bounded(
-            c.watch(
-                prefix,
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(revision + 1),
-                ),
-            ),
-        )
-        .await
     }
 }
 
