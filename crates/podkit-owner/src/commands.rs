@@ -81,6 +81,15 @@ fn spawn(command: &[String], token: i64, leader_id: Option<&str>) -> Result<Chil
         .env("PODKIT_FENCING_TOKEN", token.to_string())
         .process_group(0)
         .kill_on_drop(true);
+    // If podkit itself is killed, the command goes with it: an owner that nobody
+    // supervises must not keep acting as one.
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
     if let Some(id) = leader_id {
         cmd.env("PODKIT_LEADER_ID", id);
     }

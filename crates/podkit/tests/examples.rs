@@ -27,9 +27,9 @@ struct Example {
     dir: tempfile::TempDir,
 }
 
-/// Runs `examples/<name>/podkit.yaml` from a copy whose fixed `ports` are replaced by free
-/// ones; `prepare` may add files beside it (certificates).
-fn run_example(name: &str, fixed: &[u16], prepare: impl FnOnce(&Path)) -> Example {
+/// Starts `examples/<name>/podkit.yaml` from a copy whose fixed `ports` are replaced by
+/// free ones; `prepare` may add files beside it (certificates).
+fn start_example(name: &str, fixed: &[u16], prepare: impl FnOnce(&Path)) -> Example {
     let dir = tempfile::tempdir().unwrap();
     let mut yaml =
         std::fs::read_to_string(root().join("examples").join(name).join("podkit.yaml")).unwrap();
@@ -57,16 +57,23 @@ fn run_example(name: &str, fixed: &[u16], prepare: impl FnOnce(&Path)) -> Exampl
         std::env::var("PATH").unwrap_or_default()
     );
     let file = dir.path().join("podkit.yaml");
-    let mut runner = Podkit::start_with_env(
+    let runner = Podkit::start_with_env(
         Path::new(PODKIT),
         &["up", file.to_str().unwrap(), "--log-format", "text"],
         &[("PATH", &path)],
     )
     .expect("podkit up starts");
-    runner
-        .wait_ready()
-        .unwrap_or_else(|e| panic!("{e}\n{}", runner.output()));
     Example { runner, ports, dir }
+}
+
+/// [`start_example`], then waits until every replica is ready.
+fn run_example(name: &str, fixed: &[u16], prepare: impl FnOnce(&Path)) -> Example {
+    let mut example = start_example(name, fixed, prepare);
+    example
+        .runner
+        .wait_ready()
+        .unwrap_or_else(|e| panic!("{e}\n{}", example.runner.output()));
+    example
 }
 
 impl Example {
@@ -628,4 +635,58 @@ fn git_sync_deploys_a_push() {
         "{}",
         example.runner.output()
     );
+}
+
+#[test]
+fn leader_election_survives_killing_the_leader() {
+    // Only the leader's replica is ever ready: wait for it to serve, not for all.
+    let example = start_example("leader-election", &[2379, 8080], |_| {});
+    let web = example.ports[&8080];
+    let serving = || {
+        let text = podkit_testkit::probe::http_get(web, "/")
+            .map(|r| r.text())
+            .unwrap_or_default();
+        let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+        (words.len() == 4 && words[0] == "leader")
+            .then(|| (words[1].clone(), words[3].parse::<i64>().unwrap_or(0)))
+    };
+    let mut first = None;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            first = serving();
+            first.is_some()
+        }),
+        "{}",
+        example.runner.output()
+    );
+    let (leader, token) = first.unwrap();
+    let index: usize = leader.trim_start_matches("app-").parse().unwrap();
+    let pid = example.status()["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "app")
+        .and_then(|p| {
+            p["replicas"]
+                .as_array()?
+                .iter()
+                .find(|r| r["index"] == index)
+                .map(|r| r["containers"][0]["pid"].as_i64().unwrap())
+        })
+        .expect("the leader's pid");
+    let killed = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut next = None;
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            next = serving().filter(|(id, _)| *id != leader);
+            next.is_some()
+        }),
+        "{}",
+        example.runner.output()
+    );
+    assert!(next.unwrap().1 > token);
 }
