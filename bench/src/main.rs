@@ -7,6 +7,7 @@ mod harness;
 mod kv;
 mod lb;
 mod memload;
+mod owner;
 mod queue;
 mod tls;
 mod wrk;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// The benchmarks, by name.
-const BENCHMARKS: [(&str, &str); 5] = [
+const BENCHMARKS: [(&str, &str); 6] = [
     (
         "cache",
         "podkit cache vs Varnish: small and 1 MiB hits, and the miss path (wrk)",
@@ -27,6 +28,10 @@ const BENCHMARKS: [(&str, &str); 5] = [
     (
         "lb",
         "podkit lb vs nginx vs haproxy, round-robin over two backends (wrk)",
+    ),
+    (
+        "owner",
+        "podkit lock/elect vs etcdctl lock on 3-member etcd: cycles/s, failover",
     ),
     (
         "queue",
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
             "cache" => cache::run(quick),
             "kv" => kv::run(quick),
             "lb" => lb::run(quick),
+            "owner" => owner::run(quick),
             "queue" => queue::run(quick),
             "tls" => tls::run(quick),
             other => {
