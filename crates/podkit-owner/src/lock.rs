@@ -3,8 +3,10 @@
 //! the lock; every other contender watches the deletion of the key just before its own, so
 //! waiters are served in order and no herd wakes when the lock is released.
 //!
-//! After every wait the holder re-reads its own key (same create revision) rather than
-//! trusting the wake-up: etcd 3.4 can hand a lock to a lease that has already expired.
+//! Creating our key and reading the oldest one happen in one transaction, so an
+//! uncontended lock costs one round trip. After every wait the contender reads the keys
+//! again and checks that its own is still the one it created, rather than trusting the
+//! wake-up: etcd 3.4 can hand a lock to a lease that has already expired.
 //! Unlock deletes only the key this holder created (compared on create revision), so the
 //! chapter's Process-1 / Process-2 bug — unlocking someone else's lock after a TTL passed —
 //! cannot happen.
@@ -52,17 +54,31 @@ fn prefix(name: &str) -> String {
     format!("{}/", name.trim_end_matches('/'))
 }
 
-/// Creates our key under the lock's prefix.
+/// Creates our key under the lock's prefix and, in the same transaction, reads the
+/// oldest key there: whether the lock is ours is known in one round trip.
 async fn enter(
     store: &Store,
     name: &str,
     value: &[u8],
     ttl: Duration,
-) -> Result<(Lease, Entry), LockError> {
+) -> Result<(Lease, Entry, bool), LockError> {
     let lease = Lease::grant(store, ttl).await?;
     let key = format!("{}{:x}", prefix(name), lease.id);
-    let entry = store.create(&key, value, lease.id).await?;
-    Ok((lease, entry))
+    let (ours, first) = store
+        .create_and_first(&key, value, lease.id, &prefix(name))
+        .await?;
+    let owned =
+        first.is_some_and(|f| f.key == ours.key && f.create_revision == ours.create_revision);
+    Ok((lease, ours, owned))
+}
+
+fn held(name: &str, ours: Entry, lease: Lease) -> Held {
+    Held {
+        name: name.to_string(),
+        key: ours.key,
+        token: ours.create_revision,
+        lease,
+    }
 }
 
 /// Blocks until the lock `name` is ours; `value` (e.g. our identity) is stored with it.
@@ -72,29 +88,23 @@ pub async fn lock(
     value: &[u8],
     ttl: Duration,
 ) -> Result<Held, LockError> {
-    let (lease, ours) = enter(store, name, value, ttl).await?;
+    let (lease, ours, owned) = enter(store, name, value, ttl).await?;
+    if owned {
+        return Ok(held(name, ours, lease));
+    }
     loop {
+        // Read after every wait: the holder is whoever is oldest now, and our own key
+        // must still be the one we created (an expired lease loses it).
         let (entries, revision) = store.prefix(&prefix(name)).await?;
-        let Some(position) = entries.iter().position(|e| e.key == ours.key) else {
+        let position = entries
+            .iter()
+            .position(|e| e.key == ours.key && e.create_revision == ours.create_revision);
+        let Some(position) = position else {
             let _ = lease.revoke(store).await;
             return Err(LockError::Lost(name.to_string()));
         };
         if position == 0 {
-            // Re-verify: our own key, still the one we created.
-            match store.get(&ours.key).await? {
-                Some(e) if e.create_revision == ours.create_revision => {
-                    return Ok(Held {
-                        name: name.to_string(),
-                        key: ours.key,
-                        token: ours.create_revision,
-                        lease,
-                    })
-                }
-                _ => {
-                    let _ = lease.revoke(store).await;
-                    return Err(LockError::Lost(name.to_string()));
-                }
-            }
+            return Ok(held(name, ours, lease));
         }
         let before = &entries[position - 1];
         tokio::select! {
@@ -114,15 +124,9 @@ pub async fn try_lock(
     value: &[u8],
     ttl: Duration,
 ) -> Result<Option<Held>, LockError> {
-    let (lease, ours) = enter(store, name, value, ttl).await?;
-    let (entries, _) = store.prefix(&prefix(name)).await?;
-    if entries.first().map(|e| &e.key) == Some(&ours.key) {
-        return Ok(Some(Held {
-            name: name.to_string(),
-            key: ours.key,
-            token: ours.create_revision,
-            lease,
-        }));
+    let (lease, ours, owned) = enter(store, name, value, ttl).await?;
+    if owned {
+        return Ok(Some(held(name, ours, lease)));
     }
     lease.revoke(store).await?;
     Ok(None)

@@ -216,6 +216,65 @@ impl Store {
         Err(self.error(format!("{key} vanished while being created")))
     }
 
+    /// Like [`Store::create`], and in the same transaction reads the oldest key under
+    /// `prefix`: one round trip tells a contender whether it holds the lock.
+    pub async fn create_and_first(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: i64,
+        prefix: &str,
+    ) -> Result<(Entry, Option<Entry>), StoreError> {
+        let first = || {
+            TxnOp::get(
+                prefix,
+                Some(
+                    GetOptions::new()
+                        .with_prefix()
+                        .with_sort(SortTarget::Create, SortOrder::Ascend)
+                        .with_limit(1),
+                ),
+            )
+        };
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([
+                TxnOp::put(key, value, Some(PutOptions::new().with_lease(lease))),
+                first(),
+            ])
+            .or_else([TxnOp::get(key, None), first()]);
+        let response = self
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let gets: Vec<Option<Entry>> = response
+            .op_responses()
+            .into_iter()
+            .filter_map(|op| match op {
+                TxnOpResponse::Get(get) => Some(get.kvs().first().map(Entry::from_kv)),
+                _ => None,
+            })
+            .collect();
+        let (ours, first) = if response.succeeded() {
+            let ours = Entry {
+                key: key.to_string(),
+                value: value.to_vec(),
+                create_revision: revision,
+                mod_revision: revision,
+                lease,
+            };
+            (Some(ours), gets.into_iter().next().flatten())
+        } else {
+            let mut gets = gets.into_iter();
+            (gets.next().flatten(), gets.next().flatten())
+        };
+        let ours = ours.ok_or_else(|| self.error(format!("{key} vanished while being created")))?;
+        Ok((ours, first))
+    }
+
     /// The key, if it exists.
     pub async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
         let got = self

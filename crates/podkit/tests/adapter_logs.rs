@@ -401,6 +401,101 @@ fn redis_slowlog_entries_are_emitted_once() {
         .any(|r| r["msg"] == "SET before 1"));
 }
 
+/// A Java program logging with java.util.logging's default format, stack trace included.
+const JAVA_PROGRAM: &str = r#"
+import java.util.logging.Logger;
+public class Shop {
+    public static void main(String[] args) {
+        Logger log = Logger.getLogger("shop.Cart");
+        log.info("cart opened");
+        try {
+            throw new IllegalStateException("empty cart");
+        } catch (IllegalStateException e) {
+            log.log(java.util.logging.Level.SEVERE, "checkout failed", e);
+        }
+        log.warning("slow payment");
+    }
+}
+"#;
+
+#[test]
+fn a_java_programs_own_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Shop.java"), JAVA_PROGRAM).unwrap();
+    let javac =
+        podkit_testkit::process::find_binary("javac", "default-jdk-headless").expect("javac");
+    let compiled = Command::new(javac)
+        .current_dir(dir.path())
+        .arg("Shop.java")
+        .status()
+        .unwrap();
+    assert!(compiled.success());
+    let ran = Command::new("java")
+        .current_dir(dir.path())
+        .args(["-cp", ".", "Shop"])
+        .env("LC_ALL", "C")
+        .output()
+        .expect("java (Debian package default-jdk-headless)");
+    assert!(ran.status.success());
+    let stdout = dir.path().join("out");
+    let mut adapter = Command::new(PODKIT)
+        .args([
+            "adapter",
+            "logs",
+            "--stdin",
+            "--once",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    adapter
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&ran.stderr)
+        .unwrap();
+    assert!(adapter.wait().unwrap().success());
+    let records = records_in(&stdout);
+    let summary: Vec<(String, String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["format"].as_str().unwrap_or("").to_string(),
+                r["level"].as_str().unwrap_or("").to_string(),
+                r["msg"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("jul", "info", "cart opened"),
+        ("jul", "error", "checkout failed"),
+        ("jul", "warn", "slow payment"),
+    ];
+    assert_eq!(
+        summary,
+        expected.map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let trace = records[1]["msg"].as_str().unwrap();
+    assert!(
+        trace.contains("java.lang.IllegalStateException: empty cart"),
+        "{trace}"
+    );
+    assert!(trace.contains("at Shop.main"), "{trace}");
+    assert!(records[0]["ts"].as_str().unwrap().ends_with('Z'));
+}
+
 #[test]
 fn once_normalizes_a_whole_file_and_exits() {
     let dir = tempfile::tempdir().unwrap();
