@@ -28,4 +28,5 @@ pub mod logs;
 pub mod metrics_adapter;
 pub mod redis_client;
 pub mod redis_metrics;
+pub mod sync_metrics;
 pub mod topz;

@@ -67,7 +67,9 @@ pub enum Cli {
 
 /// `podkit lock`
 #[derive(Args, Debug)]
-#[command(after_help = "Its admin endpoint takes a free port unless --admin names one.")]
+#[command(
+    after_help = "Its admin endpoint takes a free port unless --admin names one; it runs on one thread unless --threads says otherwise."
+)]
 pub struct Lock {
     #[command(flatten)]
     pub lock: podkit_owner::commands::LockArgs,

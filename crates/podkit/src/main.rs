@@ -85,6 +85,11 @@ fn main() -> ExitCode {
             if contract.admin == podkit_core::component::DEFAULT_ADMIN {
                 contract.admin.set_port(0);
             }
+            // A short-lived command: one thread starts faster than a pool, and does all
+            // it needs.
+            if contract.threads == 0 {
+                contract.threads = 1;
+            }
             let exit = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
             let status = component::run("lock", &contract, |ctx| {
                 podkit_owner::commands::run_lock(c.lock, exit.clone(), ctx)

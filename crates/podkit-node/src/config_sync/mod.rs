@@ -12,19 +12,15 @@ pub mod notify;
 pub mod source;
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use podkit_core::component::{ComponentError, Context};
 use podkit_core::{ConfigError, HumanDuration};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 
 use crate::http_fetch::HttpClient;
+use crate::sync_metrics::{Names, SyncMetrics};
 use install::Installer;
-use notify::{Notifier, SignalTarget};
+use notify::Notifier;
 use source::{Polling, Source, Update};
 
 /// The flags of `podkit sidecar config-sync`.
@@ -112,27 +108,11 @@ impl ConfigSyncArgs {
     pub fn plan(&self) -> Result<Plan, ConfigError> {
         let source = Source::parse(&self.source)
             .map_err(|e| ConfigError::flag("--source", format!("'{}': {e}", self.source)))?;
-        let target = match (&self.pid_file, &self.process_name) {
-            (Some(file), _) => Some(SignalTarget::PidFile(file.clone())),
-            (_, Some(name)) => Some(SignalTarget::ProcessName(name.clone())),
-            _ => None,
-        };
-        let signal = match (self.signal, target) {
-            (Some(signal), Some(target)) => Some((signal, target)),
-            (Some(_), None) => {
-                return Err(ConfigError::flag(
-                    "--signal",
-                    "needs --pid-file or --process-name to know whom to signal",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::flag(
-                    "--pid-file",
-                    "needs --signal (HUP, KILL, ...)",
-                ))
-            }
-            (None, None) => None,
-        };
+        let signal = notify::signal_plan(
+            self.signal,
+            self.pid_file.as_deref(),
+            self.process_name.as_deref(),
+        )?;
         let name = self
             .dest
             .file_name()
@@ -166,73 +146,6 @@ impl ConfigSyncArgs {
     }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StageLabels {
-    stage: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VersionLabels {
-    version: String,
-}
-
-/// The sidecar's metrics.
-#[derive(Clone, Default)]
-struct SyncMetrics {
-    last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
-    updates: Counter,
-    failures: Family<StageLabels, Counter>,
-    version: Family<VersionLabels, Gauge>,
-}
-
-impl SyncMetrics {
-    fn register(ctx: &Context) -> Self {
-        let m = SyncMetrics::default();
-        ctx.metrics.register(
-            "podkit_config_sync_last_success_timestamp_seconds",
-            "When the file was last found or made equal to the source (Unix time)",
-            m.last_success.clone(),
-        );
-        ctx.metrics.register(
-            "podkit_config_sync_updates",
-            "New versions installed",
-            m.updates.clone(),
-        );
-        ctx.metrics.register(
-            "podkit_config_sync_failures",
-            "Failures by stage: source, validate, write, notify",
-            m.failures.clone(),
-        );
-        ctx.metrics.register(
-            "podkit_config_sync_version_info",
-            "The version (ETag, etcd revision or md5 of the bytes) the file holds",
-            m.version.clone(),
-        );
-        m
-    }
-
-    fn failed(&self, stage: &str) {
-        self.failures
-            .get_or_create(&StageLabels {
-                stage: stage.into(),
-            })
-            .inc();
-    }
-
-    fn current(&self, version: &str) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.last_success.set(now);
-        self.version.clear();
-        self.version
-            .get_or_create(&VersionLabels {
-                version: version.into(),
-            })
-            .set(1);
-    }
-}
-
 /// Keeps the file in sync until shutdown (or after one sync with `--once`).
 pub async fn run(args: ConfigSyncArgs, plan: Plan, ctx: Context) -> Result<(), ComponentError> {
     let Plan {
@@ -241,7 +154,18 @@ pub async fn run(args: ConfigSyncArgs, plan: Plan, ctx: Context) -> Result<(), C
         notifier,
         client,
     } = plan;
-    let metrics = SyncMetrics::register(&ctx);
+    let metrics = SyncMetrics::register(
+        &ctx,
+        Names {
+            prefix: "podkit_config_sync",
+            installed: "updates",
+            installed_help: "New versions installed",
+            info: "version_info",
+            info_label: "version",
+            info_help: "The version (ETag, etcd revision or md5 of the bytes) the file holds",
+            stages: "source, validate, write, notify",
+        },
+    );
     tracing::info!(source = %source.describe(), dest = %installer.dest.display(), "keeping the file in sync");
     // Ready once the application has a file to read: already there, or the first install.
     let mut has_file =
@@ -359,7 +283,7 @@ async fn apply(
             .install(content, version)
             .await
             .map_err(|e| (e.stage(), e.to_string()))?;
-        metrics.updates.inc();
+        metrics.installed();
         tracing::info!(%version, bytes = content.len(), "installed a new version");
         *notify_pending = has_notifier;
     }

@@ -26,6 +26,32 @@ pub struct Notifier {
     pub reload_url: Option<Uri>,
 }
 
+/// The signal and whom to send it to, from `--signal`, `--pid-file` and
+/// `--process-name`; one without the other is an error naming the flag.
+pub fn signal_plan(
+    signal: Option<Signal>,
+    pid_file: Option<&std::path::Path>,
+    process_name: Option<&str>,
+) -> Result<Option<(Signal, SignalTarget)>, podkit_core::ConfigError> {
+    let target = match (pid_file, process_name) {
+        (Some(file), _) => Some(SignalTarget::PidFile(file.to_path_buf())),
+        (_, Some(name)) => Some(SignalTarget::ProcessName(name.to_string())),
+        _ => None,
+    };
+    match (signal, target) {
+        (Some(signal), Some(target)) => Ok(Some((signal, target))),
+        (Some(_), None) => Err(podkit_core::ConfigError::flag(
+            "--signal",
+            "needs --pid-file or --process-name to know whom to signal",
+        )),
+        (None, Some(_)) => Err(podkit_core::ConfigError::flag(
+            "--pid-file",
+            "needs --signal (HUP, KILL, ...)",
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Parses `HUP`, `SIGHUP`, `hup` or a number.
 pub fn parse_signal(text: &str) -> Result<Signal, String> {
     if let Ok(n) = text.parse::<i32>() {
@@ -154,6 +180,11 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
+        // Until the child has exec'd, it still bears the test's name.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !processes_named("sleep").contains(&pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert!(processes_named("sleep").contains(&pid));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pid");

@@ -11,17 +11,13 @@ pub mod worktree;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use podkit_core::component::{ComponentError, Context};
 use podkit_core::{ConfigError, HumanDuration};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 
-use crate::config_sync::notify::{self, Notifier, SignalTarget};
+use crate::config_sync::notify::{self, Notifier};
 use crate::http_fetch::HttpClient;
+use crate::sync_metrics::{Names, SyncMetrics};
 use repo::{Cache, Credentials, Remote};
 use worktree::Worktrees;
 
@@ -121,17 +117,11 @@ impl GitSyncArgs {
             ),
             None => None,
         };
-        let signal = match (self.signal, &self.pid_file, &self.process_name) {
-            (Some(s), Some(file), _) => Some((s, SignalTarget::PidFile(file.clone()))),
-            (Some(s), _, Some(name)) => Some((s, SignalTarget::ProcessName(name.clone()))),
-            (Some(_), None, None) => {
-                return Err(ConfigError::flag(
-                    "--signal",
-                    "needs --pid-file or --process-name to know whom to signal",
-                ))
-            }
-            (None, _, _) => None,
-        };
+        let signal = notify::signal_plan(
+            self.signal,
+            self.pid_file.as_deref(),
+            self.process_name.as_deref(),
+        )?;
         let worktrees = Worktrees::new(self.root.clone(), self.link.clone(), self.keep)
             .map_err(|e| ConfigError::flag("--link", e))?;
         if self.repo.trim().is_empty() {
@@ -163,81 +153,6 @@ impl GitSyncArgs {
                 reload_url: self.webhook.clone(),
             },
         })
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StageLabels {
-    stage: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CommitLabels {
-    commit: String,
-}
-
-#[derive(Clone, Default)]
-struct GitMetrics {
-    last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
-    published: Counter,
-    failures: Family<StageLabels, Counter>,
-    commit: Family<CommitLabels, Gauge>,
-}
-
-impl GitMetrics {
-    fn register(ctx: &Context) -> Self {
-        let m = GitMetrics::default();
-        let r = &ctx.metrics;
-        r.register(
-            "podkit_git_sync_last_success_timestamp_seconds",
-            "When the ref was last fetched and found published (Unix time)",
-            m.last_success.clone(),
-        );
-        r.register(
-            "podkit_git_sync_published",
-            "New commits published",
-            m.published.clone(),
-        );
-        r.register(
-            "podkit_git_sync_failures",
-            "Failures by stage: fetch, checkout, notify",
-            m.failures.clone(),
-        );
-        r.register(
-            "podkit_git_sync_commit_info",
-            "The commit the link points at",
-            m.commit.clone(),
-        );
-        m
-    }
-
-    fn success(&self, commit: &str) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.last_success.set(now);
-        if self
-            .commit
-            .get(&CommitLabels {
-                commit: commit.into(),
-            })
-            .is_none()
-        {
-            self.commit.clear();
-            self.commit
-                .get_or_create(&CommitLabels {
-                    commit: commit.into(),
-                })
-                .set(1);
-        }
-    }
-
-    fn failed(&self, stage: &str) {
-        self.failures
-            .get_or_create(&StageLabels {
-                stage: stage.into(),
-            })
-            .inc();
     }
 }
 
@@ -277,7 +192,18 @@ async fn sync_once(plan: &Plan) -> Result<(String, bool), (&'static str, String)
 
 /// Keeps the link on the ref's commit until shutdown (or once, with `--once`).
 pub async fn run(args: GitSyncArgs, plan: Plan, ctx: Context) -> Result<(), ComponentError> {
-    let metrics = GitMetrics::register(&ctx);
+    let metrics = SyncMetrics::register(
+        &ctx,
+        Names {
+            prefix: "podkit_git_sync",
+            installed: "published",
+            installed_help: "New commits published",
+            info: "commit_info",
+            info_label: "commit",
+            info_help: "The commit the link points at",
+            stages: "fetch, checkout, notify",
+        },
+    );
     let client = plan.client.clone();
     tracing::info!(
         repo = %repo::redact_url(&args.repo),
@@ -293,12 +219,12 @@ pub async fn run(args: GitSyncArgs, plan: Plan, ctx: Context) -> Result<(), Comp
         match sync_once(&plan).await {
             Ok((commit, new)) => {
                 last_error = None;
-                metrics.success(&commit);
+                metrics.current(&commit);
                 if let Some(latch) = published.take() {
                     latch.release();
                 }
                 if new {
-                    metrics.published.inc();
+                    metrics.installed();
                     tracing::info!(%commit, "published");
                     let told = plan
                         .notifier
