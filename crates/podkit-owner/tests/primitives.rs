@@ -151,3 +151,59 @@ fn a_lease_revoked_behind_its_back_is_reported_lost_within_its_ttl() {
         assert!(!held.is_locked());
     });
 }
+
+/// Range and Txn requests that `cluster`'s members have started, from their /metrics.
+fn reads_and_writes(cluster: &EtcdCluster) -> f64 {
+    cluster
+        .members
+        .iter()
+        .map(|m| {
+            let text = podkit_testkit::probe::http_get(m.client_addr, "/metrics")
+                .map(|r| r.text())
+                .unwrap_or_default();
+            text.lines()
+                .filter(|l| l.starts_with("grpc_server_started_total"))
+                .filter(|l| {
+                    l.contains("grpc_method=\"Range\"") || l.contains("grpc_method=\"Txn\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+#[test]
+fn waiters_watch_instead_of_polling() {
+    let cluster = EtcdCluster::start(3).expect("etcd-server");
+    let url = format!("etcd://{}", cluster.endpoints());
+    let runtime = runtime();
+    let store = runtime.block_on(Store::connect(&url)).unwrap();
+    let ttl = Duration::from_secs(10);
+    let holder = runtime
+        .block_on(lock::lock(&store, "locks/quiet", b"h", ttl))
+        .unwrap();
+    let waiters: Vec<_> = (0..5)
+        .map(|n| {
+            let store = store.clone();
+            runtime.spawn(async move {
+                let held = lock::lock(&store, "locks/quiet", format!("w{n}").as_bytes(), ttl)
+                    .await
+                    .unwrap();
+                held.unlock(&store).await.unwrap();
+            })
+        })
+        .collect();
+    // Let every waiter reach its watch, then count requests over three seconds.
+    std::thread::sleep(Duration::from_secs(1));
+    let before = reads_and_writes(&cluster);
+    assert!(before > 0.0, "the counters are there: the lock calls were counted");
+    std::thread::sleep(Duration::from_secs(3));
+    let during = reads_and_writes(&cluster) - before;
+    assert_eq!(during, 0.0, "Range/Txn requests while five waiters waited");
+    runtime.block_on(async {
+        holder.unlock(&store).await.unwrap();
+        for w in waiters {
+            w.await.unwrap();
+        }
+    });
+}
