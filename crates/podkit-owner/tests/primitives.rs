@@ -196,7 +196,10 @@ fn waiters_watch_instead_of_polling() {
     // Let every waiter reach its watch, then count requests over three seconds.
     std::thread::sleep(Duration::from_secs(1));
     let before = reads_and_writes(&cluster);
-    assert!(before > 0.0, "the counters are there: the lock calls were counted");
+    assert!(
+        before > 0.0,
+        "the counters are there: the lock calls were counted"
+    );
     std::thread::sleep(Duration::from_secs(3));
     let during = reads_and_writes(&cluster) - before;
     assert_eq!(during, 0.0, "Range/Txn requests while five waiters waited");
