@@ -166,6 +166,26 @@ where
         .map_err(|e| e.to_string())
 }
 
+/// The URL without a user and password in it, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('/') {
+            Some((authority, path)) if authority.contains('@') => {
+                let host = authority.rsplit('@').next().unwrap_or_default();
+                format!("{scheme}://***@{host}/{path}")
+            }
+            None if rest.contains('@') => {
+                format!(
+                    "{scheme}://***@{}",
+                    rest.rsplit('@').next().unwrap_or_default()
+                )
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 /// Standard base64 with padding (RFC 4648), for basic auth.
 fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -187,6 +207,17 @@ fn base64(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact_url("https://deploy:pw@git.local/site.git"),
+            "https://***@git.local/site.git"
+        );
+        assert_eq!(redact_url("/srv/site.git"), "/srv/site.git");
+        assert_eq!(redact_url("https://git.local/x"), "https://git.local/x");
+    }
     #[test]
     fn base64_as_rfc_4648() {
         assert_eq!(super::base64(b"user:pass"), "dXNlcjpwYXNz");

@@ -87,6 +87,30 @@ fn records_in(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Runs `podkit adapter logs --stdin --once` with `args` on `input`; it must exit 0.
+fn once_on_stdin(args: &[&str], input: &[u8]) -> Vec<Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = dir.path().join("out");
+    let mut child = Command::new(PODKIT)
+        .args([
+            "adapter",
+            "logs",
+            "--stdin",
+            "--once",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    assert!(child.wait().unwrap().success());
+    records_in(&stdout)
+}
+
 fn append(path: &Path, text: &str) {
     std::fs::OpenOptions::new()
         .create(true)
@@ -164,7 +188,6 @@ fn nginx_access_log_in_combined_format() {
 
 #[test]
 fn syslog_lines_from_logger_on_stdin_in_once_mode() {
-    let dir = tempfile::tempdir().unwrap();
     let mut lines = String::new();
     for rfc in ["--rfc3164", "--rfc5424"] {
         // No /dev/log needed: logger sends to a UDP port nobody listens on and prints the
@@ -186,29 +209,7 @@ fn syslog_lines_from_logger_on_stdin_in_once_mode() {
             .expect("logger (Debian package bsdutils)");
         lines.push_str(&String::from_utf8_lossy(&out.stderr));
     }
-    let stdout = dir.path().join("out");
-    let mut child = Command::new(PODKIT)
-        .args([
-            "adapter",
-            "logs",
-            "--stdin",
-            "--once",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{lines}not a log line\n").as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    let records = records_in(&stdout);
+    let records = once_on_stdin(&[], format!("{lines}not a log line\n").as_bytes());
     let formats: Vec<&str> = records
         .iter()
         .map(|r| r["format"].as_str().unwrap())
@@ -437,29 +438,7 @@ fn a_java_programs_own_log_lines() {
         .output()
         .expect("java (Debian package default-jdk-headless)");
     assert!(ran.status.success());
-    let stdout = dir.path().join("out");
-    let mut adapter = Command::new(PODKIT)
-        .args([
-            "adapter",
-            "logs",
-            "--stdin",
-            "--once",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    adapter
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&ran.stderr)
-        .unwrap();
-    assert!(adapter.wait().unwrap().success());
-    let records = records_in(&stdout);
+    let records = once_on_stdin(&[], &ran.stderr);
     let summary: Vec<(String, String, String)> = records
         .iter()
         .map(|r| {
@@ -530,32 +509,11 @@ fn once_normalizes_a_whole_file_and_exits() {
 
 #[test]
 fn zone_less_timestamps_take_the_given_offset() {
-    let dir = tempfile::tempdir().unwrap();
-    let stdout = dir.path().join("out");
-    let mut child = Command::new(PODKIT)
-        .args([
-            "adapter",
-            "logs",
-            "--stdin",
-            "--once",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .args(["--utc-offset", "+02:00"])
-        .stdin(Stdio::piped())
-        .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // A Redis line (local time, no zone), then bytes that are not UTF-8: passed through.
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"1:M 26 Nov 2026 10:00:00.000 * Ready to accept connections\nbad \xff byte\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-    let records = records_in(&stdout);
+    let records = once_on_stdin(
+        &["--utc-offset", "+02:00"],
+        b"1:M 26 Nov 2026 10:00:00.000 * Ready to accept connections\nbad \xff byte\n",
+    );
     assert_eq!(records.len(), 2, "{records:?}");
     assert_eq!(records[0]["ts"], "2026-11-26T08:00:00.000Z");
     assert_eq!(records[1]["format"], "unparsed");

@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 use podkit_core::shutdown::Shutdown;
 use tokio::sync::mpsc;
 
-use crate::http_fetch::HttpClient;
+use crate::http_fetch::{redact_url, HttpClient};
 
 /// A parsed `--source`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,23 +71,10 @@ impl Source {
     /// For logs: where the configuration comes from, without credentials.
     pub fn describe(&self) -> String {
         match self {
-            Source::Http(uri) => redacted(uri),
+            Source::Http(uri) => redact_url(&uri.to_string()),
             Source::File(path) => format!("file://{}", path.display()),
             Source::Etcd { endpoints, key } => format!("etcd {} key {key}", endpoints.join(",")),
         }
-    }
-}
-
-/// `uri` without the user and password it may carry.
-pub fn redacted(uri: &Uri) -> String {
-    let text = uri.to_string();
-    match (uri.authority(), uri.scheme_str()) {
-        (Some(a), Some(scheme)) if a.as_str().contains('@') => {
-            let host = a.as_str().rsplit('@').next().unwrap_or_default();
-            let rest = uri.path_and_query().map_or("", |p| p.as_str());
-            format!("{scheme}://***@{host}{rest}")
-        }
-        _ => text,
     }
 }
 
@@ -206,7 +193,10 @@ async fn fetch_http(uri: &Uri, client: &HttpClient, validators: &mut Validators)
                 version,
             }
         }
-        status => Update::Failed(format!("{} answered {status}", redacted(uri))),
+        status => Update::Failed(format!(
+            "{} answered {status}",
+            redact_url(&uri.to_string())
+        )),
     }
 }
 
@@ -269,7 +259,10 @@ mod tests {
     #[test]
     fn credentials_are_left_out_of_descriptions() {
         let uri: Uri = "https://user:s3cret@config.local/app.conf".parse().unwrap();
-        assert_eq!(redacted(&uri), "https://***@config.local/app.conf");
+        assert_eq!(
+            redact_url(&uri.to_string()),
+            "https://***@config.local/app.conf"
+        );
         assert!(!Source::Http(uri).describe().contains("s3cret"));
     }
 

@@ -206,7 +206,7 @@ pub async fn run(args: GitSyncArgs, plan: Plan, ctx: Context) -> Result<(), Comp
     );
     let client = plan.client.clone();
     tracing::info!(
-        repo = %repo::redact_url(&args.repo),
+        repo = %crate::http_fetch::redact_url(&args.repo),
         reference = %args.reference,
         link = %plan.worktrees.link_path().display(),
         "keeping the link on the ref's commit"

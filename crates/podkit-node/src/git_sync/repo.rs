@@ -51,26 +51,6 @@ pub struct Remote {
     pub timeout: std::time::Duration,
 }
 
-/// The URL without a user and password in it, for logs.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('/') {
-            Some((authority, path)) if authority.contains('@') => {
-                let host = authority.rsplit('@').next().unwrap_or_default();
-                format!("{scheme}://***@{host}/{path}")
-            }
-            None if rest.contains('@') => {
-                format!(
-                    "{scheme}://***@{}",
-                    rest.rsplit('@').next().unwrap_or_default()
-                )
-            }
-            _ => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
 /// Packs in the cache above which it is made afresh (gix does not repack; with shallow
 /// fetches a new cache is cheap).
 const MAX_PACKS: usize = 64;
@@ -242,19 +222,4 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_lose_their_credentials() {
-        assert_eq!(
-            redact_url("https://deploy:pw@git.local/site.git"),
-            "https://***@git.local/site.git"
-        );
-        assert_eq!(redact_url("/srv/site.git"), "/srv/site.git");
-        assert_eq!(redact_url("https://git.local/x"), "https://git.local/x");
-    }
 }
