@@ -13,6 +13,7 @@
 
 pub mod commands;
 pub mod election;
+pub mod embedded;
 pub mod fence;
 pub mod lease;
 pub mod lock;

@@ -17,6 +17,7 @@ Patterns of Designing Distributed Systems, by chapter:
   ch7  scatter    scatter/gather                           (coming)
   ch8  fn         functions and event-driven processing    (coming)
   ch9  lock/elect ownership election, fencing (etcd)        podkit lock|elect NAME -- CMD
+  ch9  store      an etcd-compatible store on one machine  podkit store serve --data DIR
   ch10 queue      work queues: manager, sources, workers    podkit queue run|status|retry, podkit source dir|file|filter|merge, podkit worker multi
   ch11 flow       event-driven batch processing            (coming)
   ch12 join/reduce coordinated batch processing            (coming)
@@ -54,6 +55,9 @@ pub enum Cli {
     /// Master election (ch9): run a command only while this replica leads; stop it at
     /// once when leadership is lost.
     Elect(Elect),
+    /// The embedded store (ch9): a durable, single-machine store speaking etcd's v3 API.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Work queues (ch10): run a worker for every item of a source, durably.
     #[command(subcommand)]
     Queue(QueueCommand),
@@ -101,6 +105,31 @@ pub enum WorkerCommand {
 pub struct WorkerMulti {
     #[command(flatten)]
     pub multi: podkit_queue::multi::MultiArgs,
+}
+
+/// `podkit store ...`
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Serve the store: etcd's v3 gRPC API (KV, Lease, Watch) from a durable database.
+    Serve(StoreServe),
+}
+
+/// `podkit store serve`
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Serve a durable key-value store that speaks the subset of etcd's v3 gRPC API \
+podkit uses (KV Range/Put/DeleteRange/Txn, Lease Grant/Revoke/KeepAlive/TimeToLive/Leases, \
+Watch), so `podkit lock`, `podkit elect` and etcdctl work against it unchanged.\n\n\
+It is ONE MACHINE's store, not a replicated one: it is as available as this machine, \
+and a change is acknowledged once it is fsynced to --data. For a store that survives the \
+loss of a machine, run an etcd cluster and point --store at it; nothing else changes.",
+    after_help = "Reads at a past revision are refused as compacted (only the latest version of each key is kept); watches may start up to --history revisions back. Leases survive a restart and get their full TTL again, as etcd's do."
+)]
+pub struct StoreServe {
+    #[command(flatten)]
+    pub serve: podkit_owner::embedded::serve::ServeArgs,
+    #[command(flatten)]
+    pub contract: ContractArgs,
 }
 
 /// `podkit queue ...`

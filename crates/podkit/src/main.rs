@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use cli::{
     AdapterCommand, AmbassadorCommand, Cli, QueueCommand, SidecarCommand, SourceCommand,
-    WorkerCommand,
+    StoreCommand, WorkerCommand,
 };
 use podkit_core::{component, ConfigError, ContractArgs};
 use podkit_proxy::{ProxyConfig, Source};
@@ -96,6 +96,9 @@ fn main() -> ExitCode {
             });
             command_status(status, &exit)
         }
+        Cli::Store(StoreCommand::Serve(c)) => component::run("store", &c.contract, |ctx| {
+            podkit_owner::embedded::serve::run(c.serve, ctx)
+        }),
         Cli::Elect(c) => {
             let exit = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
             let status = component::run("elect", &c.contract, |ctx| {

@@ -506,9 +506,11 @@ fn config_sync_reconfigures_nginx_from_etcd() {
         assert!(out.status.success(), "{out:?}");
     };
     put("default_type text/plain; return 200 \"configured through etcd\\n\";");
+    // After SIGHUP, nginx's old worker answers until it sees its QUIT: wait until
+    // every answer comes from the new configuration.
     assert!(
-        eventually(Duration::from_secs(10), || get(web, "/").text()
-            == "configured through etcd\n"),
+        eventually(Duration::from_secs(10), || (0..10)
+            .all(|_| get(web, "/").text() == "configured through etcd\n")),
         "{}",
         example.runner.output()
     );

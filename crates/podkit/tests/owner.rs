@@ -1,7 +1,9 @@
-//! `podkit lock` and `podkit elect` as processes against a real 3-member etcd cluster:
-//! mutual exclusion of 8 contenders over many rounds, a SIGKILLed holder's lock taken
-//! over after its TTL, the command's exit status, and leaders replaced after a kill or a
-//! resignation.
+//! `podkit lock` and `podkit elect` as processes, each test against both stores (a real
+//! 3-member etcd cluster and `podkit store serve`): mutual exclusion of 8 contenders over
+//! many rounds, a SIGKILLed holder's lock taken over after its TTL, the command's exit
+//! status, leaders replaced after a kill, a resignation or a pause. Then what is proper to
+//! each store: an etcd member stopped, the embedded store killed and restarted, etcdctl
+//! against the embedded store.
 
 mod common;
 
@@ -9,17 +11,27 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::stores::OwnerStore;
 use common::*;
-use podkit_testkit::servers::EtcdCluster;
 use serde_json::Value;
 
-fn store(cluster: &EtcdCluster) -> String {
-    format!("etcd://{}", cluster.endpoints())
+on_both_stores!(
+    eight_contenders_increment_a_shared_counter_exactly,
+    the_commands_status_and_a_killed_holders_lock_after_its_ttl,
+    a_new_leader_after_a_kill_and_after_a_resignation,
+    a_paused_leader_is_replaced_fenced_off_and_stops_its_command_when_resumed,
+);
+
+/// A number unique to the test and store, for `sleep N` commands: cleaning up one test's
+/// orphans leaves the others' alone.
+fn sleep_for(base: u32, store: &OwnerStore) -> u32 {
+    match store {
+        OwnerStore::Etcd(_) => base,
+        OwnerStore::Embedded(_) => base + 50,
+    }
 }
 
-#[test]
-fn eight_contenders_increment_a_shared_counter_exactly() {
-    let cluster = EtcdCluster::start(3).expect("etcd-server");
+fn eight_contenders_increment_a_shared_counter_exactly(store: OwnerStore) {
     let dir = tempfile::tempdir().unwrap();
     let counter = dir.path().join("counter");
     std::fs::write(&counter, "0").unwrap();
@@ -35,7 +47,7 @@ fn eight_contenders_increment_a_shared_counter_exactly() {
                 "for i in $(seq {rounds}); do {podkit} lock counter --store {store} \
                  --log-format text -- sh -c '{body}' || exit 1; done",
                 podkit = PODKIT,
-                store = store(&cluster),
+                store = store.url(),
             );
             Command::new("sh")
                 .args(["-c", &script])
@@ -53,10 +65,8 @@ fn eight_contenders_increment_a_shared_counter_exactly() {
     );
 }
 
-#[test]
-fn the_commands_status_and_a_killed_holders_lock_after_its_ttl() {
-    let cluster = EtcdCluster::start(3).expect("etcd-server");
-    let store = store(&cluster);
+fn the_commands_status_and_a_killed_holders_lock_after_its_ttl(owner_store: OwnerStore) {
+    let store = owner_store.url();
     let status = Command::new(PODKIT)
         .args([
             "lock", "status", "--store", &store, "--", "sh", "-c", "exit 7",
@@ -66,9 +76,10 @@ fn the_commands_status_and_a_killed_holders_lock_after_its_ttl() {
         .unwrap();
     assert_eq!(status.code(), Some(7));
 
+    let sleep = sleep_for(61, &owner_store).to_string();
     let mut holder = Command::new(PODKIT)
         .args([
-            "lock", "held", "--store", &store, "--ttl", "2s", "--", "sleep", "60",
+            "lock", "held", "--store", &store, "--ttl", "2s", "--", "sleep", &sleep,
         ])
         .stdout(Stdio::null())
         .spawn()
@@ -90,7 +101,9 @@ fn the_commands_status_and_a_killed_holders_lock_after_its_ttl() {
         "{waited:?}"
     );
     // Anchored: other tests' processes mention other sleeps.
-    let _ = Command::new("pkill").args(["-f", "^sleep 61.5$"]).status();
+    let _ = Command::new("pkill")
+        .args(["-f", &format!("^sleep {sleep}$")])
+        .status();
 }
 
 /// One `podkit elect` replica.
@@ -102,13 +115,13 @@ struct Replica {
 impl Replica {
     /// A replica whose command is `sleep <sleep>`: each test picks its own number, so
     /// that cleaning up one test's orphans leaves the others' alone.
-    fn start(cluster: &EtcdCluster, id: &str, dir: &Path, sleep: u32) -> Replica {
+    fn start(store: &OwnerStore, id: &str, dir: &Path, sleep: u32) -> Replica {
         let admin = free_addr();
         let child = Command::new(PODKIT)
             .args([
                 "elect", "leader", "--id", id, "--ttl", "2s", "--grace", "2s",
             ])
-            .args(["--store", &store(cluster), "--admin", &admin.to_string()])
+            .args(["--store", &store.url(), "--admin", &admin.to_string()])
             .args(["--log-format", "text", "--"])
             .args([
                 "sh",
@@ -148,13 +161,12 @@ fn the_leader(replicas: &[Replica]) -> Option<usize> {
     (leading.len() == 1).then(|| leading[0])
 }
 
-#[test]
-fn a_new_leader_after_a_kill_and_after_a_resignation() {
-    let cluster = EtcdCluster::start(3).expect("etcd-server");
+fn a_new_leader_after_a_kill_and_after_a_resignation(store: OwnerStore) {
     let dir = tempfile::tempdir().unwrap();
+    let sleep = sleep_for(601, &store);
     let mut replicas: Vec<Replica> = ["r0", "r1", "r2"]
         .iter()
-        .map(|id| Replica::start(&cluster, id, dir.path(), 601))
+        .map(|id| Replica::start(&store, id, dir.path(), sleep))
         .collect();
     let mut leader = None;
     assert!(eventually(Duration::from_secs(10), || {
@@ -211,7 +223,9 @@ fn a_new_leader_after_a_kill_and_after_a_resignation() {
         leaders()
     );
     // Commands die with their podkit; this only tidies up after a failed assertion.
-    let _ = Command::new("pkill").args(["-f", "^sleep 601$"]).status();
+    let _ = Command::new("pkill")
+        .args(["-f", &format!("^sleep {sleep}$")])
+        .status();
 }
 
 /// Lines `id token` the leaders' commands wrote, from `offset` on.
@@ -228,20 +242,20 @@ fn requests(file: &Path, offset: &mut usize) -> Vec<(String, i64)> {
         .collect()
 }
 
-#[test]
-fn a_paused_leader_is_replaced_fenced_off_and_stops_its_command_when_resumed() {
+fn a_paused_leader_is_replaced_fenced_off_and_stops_its_command_when_resumed(
+    owner_store: OwnerStore,
+) {
     use podkit_owner::fence::Fence;
     use podkit_owner::store::Store;
     use podkit_testkit::Signal;
 
-    let cluster = EtcdCluster::start(3).expect("etcd-server");
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("requests");
     // The leader's command sends a request (its id and token) every 50 ms.
     let spawn = |id: &str| {
         Command::new(PODKIT)
             .args(["elect", "shard", "--id", id, "--ttl", "2s", "--grace", "1s"])
-            .args(["--store", &store(&cluster), "--admin", "127.0.0.1:0", "--log-format", "text", "--"])
+            .args(["--store", &owner_store.url(), "--admin", "127.0.0.1:0", "--log-format", "text", "--"])
             .args([
                 "sh",
                 "-c",
@@ -262,7 +276,9 @@ fn a_paused_leader_is_replaced_fenced_off_and_stops_its_command_when_resumed() {
     .is_ok()));
     let mut second = spawn("r2");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let store_handle = runtime.block_on(Store::connect(&store(&cluster))).unwrap();
+    let store_handle = runtime
+        .block_on(Store::connect(&owner_store.url()))
+        .unwrap();
     let fence = Fence::new(store_handle.clone(), "shard");
     let mut offset = 0;
     let admit_all = |offset: &mut usize| -> Vec<(String, i64, bool)> {
@@ -328,13 +344,16 @@ fn nix_signal(pid: u32, signal: podkit_testkit::Signal) {
 
 #[test]
 fn stopping_one_etcd_member_of_three_changes_nothing_visible() {
-    let mut cluster = EtcdCluster::start(3).expect("etcd-server");
+    let mut store = OwnerStore::etcd();
     let dir = tempfile::tempdir().unwrap();
-    let replica = Replica::start(&cluster, "only", dir.path(), 602);
+    let replica = Replica::start(&store, "only", dir.path(), 602);
     assert!(eventually(Duration::from_secs(10), || replica.view()
         ["is_leader"]
         == true));
     let token = replica.view()["leader"]["token"].clone();
+    let OwnerStore::Etcd(cluster) = &mut store else {
+        unreachable!()
+    };
     cluster.members[0].process().stop();
     // Longer than the TTL: the lease keeps being renewed through the other members.
     std::thread::sleep(Duration::from_secs(4));
@@ -348,11 +367,172 @@ fn stopping_one_etcd_member_of_three_changes_nothing_visible() {
     assert_eq!(view["is_leader"], true, "{view}");
     assert_eq!(view["leader"]["token"], token);
     let status = Command::new(PODKIT)
-        .args(["lock", "other", "--store", &store(&cluster), "--", "true"])
+        .args(["lock", "other", "--store", &store.url(), "--", "true"])
         .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(status.success());
     drop(replica);
     let _ = Command::new("pkill").args(["-f", "^sleep 602$"]).status();
+}
+
+#[test]
+fn the_embedded_store_killed_mid_run_keeps_every_acknowledged_write_and_lease() {
+    use podkit_owner::store::Store;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let mut owner_store = OwnerStore::embedded();
+    let url = owner_store.url();
+    // A leader whose lease must outlive the store's crash and restart.
+    let dir = tempfile::tempdir().unwrap();
+    let admin = free_addr();
+    let mut leader = Command::new(PODKIT)
+        .args(["elect", "steady", "--id", "steady", "--ttl", "6s"])
+        .args(["--store", &url, "--admin", &admin.to_string()])
+        .args(["--log-format", "text", "--", "sleep", "604"])
+        .stdout(std::fs::File::create(dir.path().join("elect.log")).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let view = || -> Value {
+        podkit_testkit::probe::http_get(admin, "/leader")
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    assert!(eventually(Duration::from_secs(10), || view()["is_leader"] == true));
+    let token = view()["leader"]["token"].clone();
+
+    // A writer that records every write the store acknowledged.
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (acknowledged, stop, url) = (acknowledged.clone(), stop.clone(), url.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let store = Store::connect(&url).await.unwrap();
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let key = format!("acked/{n:06}");
+                    if store.create(&key, b"v", 0).await.is_ok() {
+                        acknowledged.lock().unwrap().push(key);
+                    }
+                    n += 1;
+                }
+            });
+        })
+    };
+    assert!(eventually(Duration::from_secs(10), || acknowledged
+        .lock()
+        .unwrap()
+        .len()
+        >= 50));
+    let OwnerStore::Embedded(embedded) = &mut owner_store else {
+        unreachable!()
+    };
+    embedded.server.process().kill();
+    let acked_before_crash = acknowledged.lock().unwrap().len();
+    embedded.server.process().restart_process().unwrap();
+    embedded
+        .server
+        .wait_ready()
+        .unwrap_or_else(|e| panic!("{e}\n{}", embedded.server.output()));
+    assert!(eventually(Duration::from_secs(10), || acknowledged
+        .lock()
+        .unwrap()
+        .len()
+        >= acked_before_crash + 50));
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store = runtime.block_on(Store::connect(&url)).unwrap();
+    let (entries, _) = runtime.block_on(store.prefix("acked/")).unwrap();
+    let stored: std::collections::BTreeSet<String> = entries.into_iter().map(|e| e.key).collect();
+    let acknowledged = acknowledged.lock().unwrap();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|k| !stored.contains(*k))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged, then lost: {lost:?}");
+
+    // The lease survived: the same leader, with the same token.
+    let after = view();
+    assert_eq!(after["is_leader"], true, "{after}");
+    assert_eq!(after["leader"]["token"], token);
+    let _ = leader.kill();
+    let _ = leader.wait();
+    let _ = Command::new("pkill").args(["-f", "^sleep 604$"]).status();
+}
+
+#[test]
+fn etcdctl_puts_gets_transacts_and_leases_against_the_embedded_store() {
+    let store = OwnerStore::embedded();
+    let OwnerStore::Embedded(embedded) = &store else {
+        unreachable!()
+    };
+    let endpoint = format!("--endpoints={}", embedded.listen);
+    let etcdctl = |args: &[&str], input: Option<&str>| -> String {
+        use std::io::Write;
+        let mut child = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(&endpoint)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("etcdctl (Debian package etcd-client)");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.unwrap_or("").as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "etcdctl {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(etcdctl(&["put", "greeting", "hello"], None), "OK\n");
+    assert_eq!(etcdctl(&["get", "greeting"], None), "greeting\nhello\n");
+    let json: Value =
+        serde_json::from_str(&etcdctl(&["get", "greeting", "-w", "json"], None)).unwrap();
+    assert_eq!(json["kvs"][0]["version"], 1);
+    assert_eq!(json["count"], 1);
+
+    // A transaction: compare on the value, then one branch.
+    let txn = "value(\"greeting\") = \"hello\"\n\nput greeting bonjour\n\nput greeting nope\n\n";
+    assert!(etcdctl(&["txn"], Some(txn)).starts_with("SUCCESS"));
+    assert_eq!(
+        etcdctl(&["get", "greeting", "--print-value-only"], None),
+        "bonjour\n"
+    );
+    // The compare fails now: the failure branch runs.
+    assert!(etcdctl(&["txn"], Some(txn)).starts_with("FAILURE"));
+    assert_eq!(
+        etcdctl(&["get", "greeting", "--print-value-only"], None),
+        "nope\n"
+    );
+
+    // A lease with a key attached; revoking it deletes the key.
+    let granted = etcdctl(&["lease", "grant", "60"], None);
+    let lease = granted.split_whitespace().nth(1).unwrap().to_string();
+    assert!(granted.contains("granted with TTL(60s)"), "{granted}");
+    assert_eq!(
+        etcdctl(&["put", "--lease", &lease, "session", "s1"], None),
+        "OK\n"
+    );
+    let ttl = etcdctl(&["lease", "timetolive", "--keys", &lease], None);
+    assert!(ttl.contains("attached keys([session])"), "{ttl}");
+    assert!(etcdctl(&["lease", "list"], None).contains(&lease));
+    assert!(etcdctl(&["lease", "keep-alive", "--once", &lease], None).contains("TTL(60)"));
+    etcdctl(&["lease", "revoke", &lease], None);
+    assert_eq!(etcdctl(&["get", "session"], None), "");
+    assert_eq!(etcdctl(&["del", "greeting"], None), "1\n");
+    // etcdctl's health check is a read; it reports on stderr.
+    let health = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([&endpoint, "endpoint", "health"])
+        .output()
+        .unwrap();
+    assert!(health.status.success());
+    assert!(String::from_utf8_lossy(&health.stderr).contains("is healthy"));
 }

@@ -9,6 +9,8 @@ use podkit_testkit::free_port;
 use podkit_testkit::podkit::Podkit;
 use podkit_testkit::probe::{http_get, http_request, HttpResponse};
 
+pub mod stores;
+
 pub const PODKIT: &str = env!("CARGO_BIN_EXE_podkit");
 
 /// A loopback address on a free port.

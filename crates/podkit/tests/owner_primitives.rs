@@ -1,12 +1,23 @@
-//! The chapter's primitives against a real 3-member etcd cluster: a stalled holder's
-//! unlock cannot release its successor's lock, waiters are served in order by watching,
-//! try_lock, a lost lease is reported at once, and the fence rejects a stale owner.
+//! The chapter's primitives, each against both stores (a real 3-member etcd cluster and
+//! `podkit store serve`): a stalled holder's unlock cannot release its successor's lock,
+//! waiters are served in order by watching, try_lock, a lost lease is reported at once,
+//! and the fence rejects a stale owner.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::stores::OwnerStore;
 use podkit_owner::fence::Fence;
 use podkit_owner::{election, lock, store::Store};
-use podkit_testkit::servers::EtcdCluster;
+
+on_both_stores!(
+    a_stalled_holders_unlock_cannot_release_the_next_holders_lock,
+    waiters_are_served_in_order,
+    the_fence_rejects_a_stale_leader,
+    a_lease_revoked_behind_its_back_is_reported_lost_within_its_ttl,
+    waiters_watch_instead_of_polling,
+);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -15,10 +26,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-#[test]
-fn a_stalled_holders_unlock_cannot_release_the_next_holders_lock() {
-    let cluster = EtcdCluster::start(3).expect("etcd-server");
-    let url = format!("etcd://{}", cluster.endpoints());
+fn a_stalled_holders_unlock_cannot_release_the_next_holders_lock(owner_store: OwnerStore) {
+    let url = owner_store.url();
     runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
         let ttl = Duration::from_secs(1);
@@ -58,10 +67,8 @@ fn a_stalled_holders_unlock_cannot_release_the_next_holders_lock() {
     });
 }
 
-#[test]
-fn waiters_are_served_in_order() {
-    let cluster = EtcdCluster::start(3).expect("etcd-server");
-    let url = format!("etcd://{}", cluster.endpoints());
+fn waiters_are_served_in_order(owner_store: OwnerStore) {
+    let url = owner_store.url();
     runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
         let ttl = Duration::from_secs(5);
@@ -88,10 +95,8 @@ fn waiters_are_served_in_order() {
     });
 }
 
-#[test]
-fn the_fence_rejects_a_stale_leader() {
-    let cluster = EtcdCluster::start(3).expect("etcd-server");
-    let url = format!("etcd://{}", cluster.endpoints());
+fn the_fence_rejects_a_stale_leader(owner_store: OwnerStore) {
+    let url = owner_store.url();
     runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
         let ttl = Duration::from_secs(1);
@@ -130,10 +135,8 @@ fn the_fence_rejects_a_stale_leader() {
     });
 }
 
-#[test]
-fn a_lease_revoked_behind_its_back_is_reported_lost_within_its_ttl() {
-    let cluster = EtcdCluster::start(3).expect("etcd-server");
-    let url = format!("etcd://{}", cluster.endpoints());
+fn a_lease_revoked_behind_its_back_is_reported_lost_within_its_ttl(owner_store: OwnerStore) {
+    let url = owner_store.url();
     runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
         let held = lock::lock(&store, "locks/revoked", b"x", Duration::from_secs(2))
@@ -152,30 +155,8 @@ fn a_lease_revoked_behind_its_back_is_reported_lost_within_its_ttl() {
     });
 }
 
-/// Range and Txn requests that `cluster`'s members have started, from their /metrics.
-fn reads_and_writes(cluster: &EtcdCluster) -> f64 {
-    cluster
-        .members
-        .iter()
-        .map(|m| {
-            let text = podkit_testkit::probe::http_get(m.client_addr, "/metrics")
-                .map(|r| r.text())
-                .unwrap_or_default();
-            text.lines()
-                .filter(|l| l.starts_with("grpc_server_started_total"))
-                .filter(|l| {
-                    l.contains("grpc_method=\"Range\"") || l.contains("grpc_method=\"Txn\"")
-                })
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>()
-        })
-        .sum()
-}
-
-#[test]
-fn waiters_watch_instead_of_polling() {
-    let cluster = EtcdCluster::start(3).expect("etcd-server");
-    let url = format!("etcd://{}", cluster.endpoints());
+fn waiters_watch_instead_of_polling(owner_store: OwnerStore) {
+    let url = owner_store.url();
     let runtime = runtime();
     let store = runtime.block_on(Store::connect(&url)).unwrap();
     let ttl = Duration::from_secs(10);
@@ -195,13 +176,13 @@ fn waiters_watch_instead_of_polling() {
         .collect();
     // Let every waiter reach its watch, then count requests over three seconds.
     std::thread::sleep(Duration::from_secs(1));
-    let before = reads_and_writes(&cluster);
+    let before = owner_store.reads_and_writes();
     assert!(
         before > 0.0,
         "the counters are there: the lock calls were counted"
     );
     std::thread::sleep(Duration::from_secs(3));
-    let during = reads_and_writes(&cluster) - before;
+    let during = owner_store.reads_and_writes() - before;
     assert_eq!(during, 0.0, "Range/Txn requests while five waiters waited");
     runtime.block_on(async {
         holder.unlock(&store).await.unwrap();
