@@ -61,8 +61,9 @@ impl Lease {
         self.task.abort();
     }
 
-    /// Stops renewing and revokes the lease (its keys go with it).
-    pub async fn revoke(self, store: &Store) -> Result<(), StoreError> {
+    /// Stops renewing and revokes the lease (its keys go with it). Returns whether the
+    /// lease was still alive.
+    pub async fn revoke(self, store: &Store) -> Result<bool, StoreError> {
         self.task.abort();
         store.revoke(self.id).await
     }

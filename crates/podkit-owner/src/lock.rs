@@ -7,9 +7,9 @@
 //! uncontended lock costs one round trip. After every wait the contender reads the keys
 //! again and checks that its own is still the one it created, rather than trusting the
 //! wake-up: etcd 3.4 can hand a lock to a lease that has already expired.
-//! Unlock deletes only the key this holder created (compared on create revision), so the
-//! chapter's Process-1 / Process-2 bug — unlocking someone else's lock after a TTL passed —
-//! cannot happen.
+//! Unlock revokes the holder's own lease, which deletes only the keys attached to it, so
+//! the chapter's Process-1 / Process-2 bug — unlocking someone else's lock after a TTL
+//! passed — cannot happen.
 
 use std::time::Duration;
 
@@ -41,12 +41,12 @@ impl Held {
         self.lease.is_valid()
     }
 
-    /// Releases the lock if it is still ours, and the lease. Returns whether our key was
-    /// still there to delete.
+    /// Releases the lock by revoking its lease: the store deletes the keys attached to
+    /// that lease — our key, never a later holder's — in the same step, so unlocking is
+    /// one request. Returns whether the lease was still alive; if it was not, our key had
+    /// already gone with it and someone else may hold the lock.
     pub async fn unlock(self, store: &Store) -> Result<bool, StoreError> {
-        let deleted = store.delete_if_created(&self.key, self.token).await?;
-        self.lease.revoke(store).await?;
-        Ok(deleted)
+        self.lease.revoke(store).await
     }
 }
 

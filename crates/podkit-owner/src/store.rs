@@ -166,15 +166,17 @@ impl Store {
         }
     }
 
-    /// Ends `lease`, deleting its keys.
-    pub async fn revoke(&self, lease: i64) -> Result<(), StoreError> {
+    /// Ends `lease`, deleting its keys in the same step. Returns whether it was still
+    /// there (a lease already gone is as good as revoked).
+    pub async fn revoke(&self, lease: i64) -> Result<bool, StoreError> {
         match self
             .call(|mut c| async move { c.lease_revoke(lease).await })
             .await
         {
-            Ok(_) => Ok(()),
-            // Already gone: as good as revoked.
-            Err(StoreError::Unavailable { message, .. }) if message.contains("not found") => Ok(()),
+            Ok(_) => Ok(true),
+            Err(StoreError::Unavailable { message, .. }) if message.contains("not found") => {
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }

@@ -527,6 +527,14 @@ fn etcdctl_puts_gets_transacts_and_leases_against_the_embedded_store() {
     etcdctl(&["lease", "revoke", &lease], None);
     assert_eq!(etcdctl(&["get", "session"], None), "");
     assert_eq!(etcdctl(&["del", "greeting"], None), "1\n");
+    let status: Value =
+        serde_json::from_str(&etcdctl(&["endpoint", "status", "-w", "json"], None)).unwrap();
+    let status = &status[0]["Status"];
+    assert_eq!(status["leader"], status["header"]["member_id"], "{status}");
+    assert!(status["version"]
+        .as_str()
+        .unwrap()
+        .starts_with("3.4.0+podkit"));
     // etcdctl's health check is a read; it reports on stderr.
     let health = Command::new("etcdctl")
         .env("ETCDCTL_API", "3")

@@ -78,6 +78,11 @@ impl Core {
         &self.state
     }
 
+    /// The database file's size in bytes.
+    pub fn disk_size(&self) -> u64 {
+        self.disk.size()
+    }
+
     /// Applies a write to the state, commits it to disk, then publishes its events; when
     /// the commit fails the state is put back and the error returned.
     pub fn write<T>(

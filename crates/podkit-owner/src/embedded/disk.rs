@@ -106,6 +106,11 @@ impl Disk {
         Ok(loaded)
     }
 
+    /// The database file's size in bytes.
+    pub fn size(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
     /// Commits `change` durably.
     pub fn commit(&self, change: &Change) -> Result<(), DiskError> {
         self.write(change).map_err(|source| DiskError {

@@ -5,7 +5,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use etcd_client::proto::{PbCompactionRequest, PbCompactionResponse};
+use etcd_client::proto::{
+    PbAlarmRequest, PbAlarmResponse, PbCompactionRequest, PbCompactionResponse,
+    PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest, PbDowngradeResponse,
+    PbHashKvRequest, PbHashKvResponse, PbHashRequest, PbHashResponse, PbMaintenanceService,
+    PbMoveLeaderRequest, PbMoveLeaderResponse, PbSnapshotRequest, PbSnapshotResponse,
+    PbStatusRequest, PbStatusResponse,
+};
 use etcd_client::proto::{
     PbDeleteRequest, PbDeleteResponse, PbKvService, PbLeaseGrantRequest, PbLeaseGrantResponse,
     PbLeaseKeepAliveRequest, PbLeaseKeepAliveResponse, PbLeaseLeasesRequest, PbLeaseLeasesResponse,
@@ -150,6 +156,10 @@ pub struct Services {
 const KV: &str = "etcdserverpb.KV";
 const LEASE: &str = "etcdserverpb.Lease";
 const WATCH: &str = "etcdserverpb.Watch";
+const MAINTENANCE: &str = "etcdserverpb.Maintenance";
+
+/// The version `Status` reports: the etcd API level served, and podkit's own version.
+const VERSION: &str = concat!("3.4.0+podkit.", env!("CARGO_PKG_VERSION"));
 
 impl Services {
     /// Services over `core`.
@@ -446,5 +456,100 @@ impl PbWatchService for Services {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(responses))))
+    }
+}
+
+/// What a single-machine store has no use for.
+fn not_served(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "podkit store: {what} is not served by a single-machine store"
+    ))
+}
+
+#[tonic::async_trait]
+impl PbMaintenanceService for Services {
+    async fn alarm(
+        &self,
+        _request: Request<PbAlarmRequest>,
+    ) -> Result<Response<PbAlarmResponse>, Status> {
+        self.metrics.start(MAINTENANCE, "Alarm", "unary");
+        let revision = lock(&self.core).state().revision();
+        // No quota and no corruption checks: never an alarm.
+        let result = Ok(Response::new(PbAlarmResponse {
+            header: Some((self.header)(revision)),
+            alarms: Vec::new(),
+        }));
+        self.metrics.finish(MAINTENANCE, "Alarm", result)
+    }
+
+    async fn status(
+        &self,
+        _request: Request<PbStatusRequest>,
+    ) -> Result<Response<PbStatusResponse>, Status> {
+        self.metrics.start(MAINTENANCE, "Status", "unary");
+        let (revision, size) = {
+            let core = lock(&self.core);
+            (core.state().revision(), core.disk_size() as i64)
+        };
+        let header = (self.header)(revision);
+        let result = Ok(Response::new(PbStatusResponse {
+            version: VERSION.to_string(),
+            db_size: size,
+            db_size_in_use: size,
+            // The one member leads its single-member "cluster".
+            leader: header.member_id,
+            raft_index: revision as u64,
+            raft_applied_index: revision as u64,
+            raft_term: header.raft_term,
+            header: Some(header),
+            ..PbStatusResponse::default()
+        }));
+        self.metrics.finish(MAINTENANCE, "Status", result)
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<PbDefragmentRequest>,
+    ) -> Result<Response<PbDefragmentResponse>, Status> {
+        Err(not_served("Defragment"))
+    }
+
+    async fn hash(
+        &self,
+        _request: Request<PbHashRequest>,
+    ) -> Result<Response<PbHashResponse>, Status> {
+        Err(not_served("Hash"))
+    }
+
+    async fn hash_kv(
+        &self,
+        _request: Request<PbHashKvRequest>,
+    ) -> Result<Response<PbHashKvResponse>, Status> {
+        Err(not_served("HashKV"))
+    }
+
+    type SnapshotStream = BoxStream<PbSnapshotResponse>;
+
+    async fn snapshot(
+        &self,
+        _request: Request<PbSnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Err(not_served(
+            "Snapshot (copy the --data directory of a stopped store instead)",
+        ))
+    }
+
+    async fn move_leader(
+        &self,
+        _request: Request<PbMoveLeaderRequest>,
+    ) -> Result<Response<PbMoveLeaderResponse>, Status> {
+        Err(not_served("MoveLeader"))
+    }
+
+    async fn downgrade(
+        &self,
+        _request: Request<PbDowngradeRequest>,
+    ) -> Result<Response<PbDowngradeResponse>, Status> {
+        Err(not_served("Downgrade"))
     }
 }

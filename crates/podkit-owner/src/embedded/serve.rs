@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcd_client::proto::{PbKvServer, PbLeaseServer, PbWatchServer};
+use etcd_client::proto::{PbKvServer, PbLeaseServer, PbMaintenanceServer, PbWatchServer};
 use podkit_core::component::{self, ComponentError, Context};
 use podkit_core::config::ConfigError;
 
@@ -73,7 +73,8 @@ pub async fn run(args: ServeArgs, ctx: Context) -> Result<(), ComponentError> {
     tonic::transport::Server::builder()
         .add_service(PbKvServer::new(services.clone()))
         .add_service(PbLeaseServer::new(services.clone()))
-        .add_service(PbWatchServer::new(services))
+        .add_service(PbWatchServer::new(services.clone()))
+        .add_service(PbMaintenanceServer::new(services))
         .serve_with_incoming_shutdown(incoming, async move { shutdown.triggered().await })
         .await
         .map_err(ComponentError::runtime)
