@@ -32,6 +32,10 @@ pub fn run(quick: bool) -> Result<Report, String> {
          holding with TTL 2 s is SIGKILLed while a second one waits, {failovers} times each, \
          timed from the kill until the second one's command starts"
     ));
+    report.setup.push(format!(
+        "The same {cycles} cycles by both clients on `podkit store serve` (one member, \
+         fsync per write, pinned like the etcd members): rows marked `· podkit store`"
+    ));
     let mut cluster = EtcdCluster::start(3).map_err(|e| e.to_string())?;
     for member in &mut cluster.members {
         if let Some(pid) = member.process().pid() {
@@ -73,6 +77,44 @@ pub fn run(quick: bool) -> Result<Report, String> {
     report
         .measurements
         .push(rate("etcdctl lock", "acquire+release", cycles, theirs));
+
+    // The same cycles on the embedded store, by both clients.
+    let embedded = EmbeddedStore::start(&podkit)?;
+    let embedded_store = format!("etcd://{}", embedded.listen);
+    let (mut ours, mut theirs) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..cycles {
+        ours += timed(pinned(CLIENT_CORES, &podkit).args([
+            "lock",
+            "bench",
+            "--store",
+            &embedded_store,
+            "--ttl",
+            "10s",
+            "--log-level",
+            "warn",
+            "--",
+            "true",
+        ]))?;
+        theirs += timed(
+            pinned(CLIENT_CORES, "etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", embedded.listen))
+                .args(["lock", "--ttl", "10", "bench", "true"]),
+        )?;
+    }
+    drop(embedded);
+    report.measurements.push(rate(
+        "podkit lock · podkit store",
+        "acquire+release",
+        cycles,
+        ours,
+    ));
+    report.measurements.push(rate(
+        "etcdctl lock · podkit store",
+        "acquire+release",
+        cycles,
+        theirs,
+    ));
 
     // Failover.
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -118,6 +160,12 @@ pub fn run(quick: bool) -> Result<Report, String> {
     report
         .ratios
         .push(("podkit elect".into(), "etcdctl lock".into()));
+    report
+        .ratios
+        .push(("podkit lock · podkit store".into(), "etcdctl lock".into()));
+    report
+        .ratios
+        .push(("etcdctl lock · podkit store".into(), "etcdctl lock".into()));
     report.notes.push(format!(
         "Failover is bounded by the TTL in both: mean {:.2} s for podkit elect, {:.2} s for \
          etcdctl lock, against a 2 s TTL.",
@@ -125,6 +173,54 @@ pub fn run(quick: bool) -> Result<Report, String> {
         theirs.as_secs_f64() / failovers as f64
     ));
     Ok(report)
+}
+
+/// `podkit store serve` on a free port, pinned to the server cores; stopped on drop.
+struct EmbeddedStore {
+    child: Child,
+    listen: std::net::SocketAddr,
+    _data: tempfile::TempDir,
+}
+
+impl EmbeddedStore {
+    fn start(podkit: &str) -> Result<EmbeddedStore, String> {
+        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], podkit_testkit::free_port()));
+        let admin = std::net::SocketAddr::from(([127, 0, 0, 1], podkit_testkit::free_port()));
+        let child = pinned(SERVER_CORES, podkit)
+            .args(["store", "serve", "--log-level", "warn"])
+            .arg("--data")
+            .arg(data.path())
+            .args([
+                "--listen",
+                &listen.to_string(),
+                "--admin",
+                &admin.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("podkit store serve: {e}"))?;
+        let store = EmbeddedStore {
+            child,
+            listen,
+            _data: data,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if podkit_testkit::probe::http_get(admin, "/readyz").is_ok_and(|r| r.status == 200) {
+                return Ok(store);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("podkit store serve did not become ready".into())
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn rate(target: &str, case: &str, count: usize, total: Duration) -> Measurement {

@@ -512,6 +512,28 @@ fn etcdctl_puts_gets_transacts_and_leases_against_the_embedded_store() {
         "nope\n"
     );
 
+    // Reads and watches in the past, from the history the store keeps.
+    assert_eq!(
+        etcdctl(
+            &["get", "greeting", "--rev", "1", "--print-value-only"],
+            None
+        ),
+        "hello\n"
+    );
+    let mut watch = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([&endpoint, "watch", "greeting", "--rev", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = watch.kill();
+    let watched = String::from_utf8(watch.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(
+        watched,
+        "PUT\ngreeting\nhello\nPUT\ngreeting\nbonjour\nPUT\ngreeting\nnope\n"
+    );
+
     // A lease with a key attached; revoking it deletes the key.
     let granted = etcdctl(&["lease", "grant", "60"], None);
     let lease = granted.split_whitespace().nth(1).unwrap().to_string();

@@ -2,15 +2,15 @@
 //! lock, so that a change is applied, committed and published to watchers in revision
 //! order.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use etcd_client::proto::PbEvent;
+use etcd_client::proto::{PbEvent, PbKeyValue, PbRangeRequest, PbRangeResponse};
 use tokio::sync::broadcast;
 
 use super::disk::{Disk, DiskError, Loaded};
-use super::state::{Change, RequestError, State};
+use super::state::{in_bounds, key_bounds, shape_range, Change, RequestError, State};
 
 /// One revision's events, as published to watchers.
 pub type Published = (i64, Arc<Vec<PbEvent>>);
@@ -57,11 +57,14 @@ impl Core {
     /// The core from what the disk held; leases get a full TTL from `now`.
     pub fn new(disk: Disk, loaded: Loaded, history_size: usize, now: Instant) -> Core {
         let state = State::restore(loaded.keys, loaded.leases, loaded.revision, now);
-        let history = loaded
+        let mut history: VecDeque<Published> = loaded
             .history
             .into_iter()
             .map(|(revision, events)| (revision, Arc::new(events)))
             .collect();
+        while history.len() > history_size {
+            history.pop_front();
+        }
         let (events, _) = broadcast::channel(1024);
         Core {
             state,
@@ -76,6 +79,44 @@ impl Core {
     /// The state, to read.
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Serves a Range request at the current revision or at a past one, as long as the
+    /// history reaches back to it: the keys of the range are rolled back through the
+    /// events after it (each event carries the value before it).
+    pub fn range(&self, req: &PbRangeRequest) -> Result<PbRangeResponse, RequestError> {
+        let current = self.state.revision();
+        if req.revision <= 0 || req.revision >= current || req.key.is_empty() {
+            return self.state.range(req);
+        }
+        let oldest_kept = self.history.front().map_or(current + 1, |(r, _)| *r);
+        if req.revision < oldest_kept - 1 {
+            return Err(RequestError::Compacted);
+        }
+        let bounds = key_bounds(&req.key, &req.range_end);
+        let mut then: BTreeMap<Vec<u8>, PbKeyValue> = self
+            .state
+            .keys_in(&bounds)
+            .map(|kv| (kv.key.clone(), kv.clone()))
+            .collect();
+        let later = self
+            .history
+            .iter()
+            .rev()
+            .take_while(|(r, _)| *r > req.revision);
+        for (_, events) in later {
+            for event in events.iter().rev() {
+                let Some(kv) = &event.kv else { continue };
+                if !in_bounds(&kv.key, &bounds) {
+                    continue;
+                }
+                match &event.prev_kv {
+                    Some(before) => then.insert(kv.key.clone(), before.clone()),
+                    None => then.remove(&kv.key),
+                };
+            }
+        }
+        Ok(shape_range(then.into_values().collect(), req))
     }
 
     /// The database file's size in bytes.

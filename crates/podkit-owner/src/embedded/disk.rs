@@ -68,7 +68,8 @@ impl Disk {
             path: path.clone(),
             history,
         };
-        let loaded = disk.load().map_err(error)?;
+        let mut loaded = disk.load().map_err(error)?;
+        disk.trim_history(&mut loaded).map_err(error)?;
         Ok((disk, loaded))
     }
 
@@ -104,6 +105,20 @@ impl Disk {
         loaded.revision = meta.get(REVISION)?.map_or(0, |v| v.value());
         loaded.cluster_id = meta.get(CLUSTER_ID)?.map_or(1, |v| v.value()) as u64;
         Ok(loaded)
+    }
+
+    /// Drops history beyond the window (kept from a run with a larger `--history`).
+    fn trim_history(&self, loaded: &mut Loaded) -> Result<(), redb::Error> {
+        let keep_from = loaded.revision - self.history;
+        if loaded.history.first().is_none_or(|(r, _)| *r > keep_from) {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        txn.open_table(HISTORY)?
+            .retain(|revision, _| revision > keep_from)?;
+        txn.commit()?;
+        loaded.history.retain(|(r, _)| *r > keep_from);
+        Ok(())
     }
 
     /// The database file's size in bytes.

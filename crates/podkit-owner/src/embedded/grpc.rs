@@ -10,7 +10,7 @@ use etcd_client::proto::{
     PbDefragmentRequest, PbDefragmentResponse, PbDowngradeRequest, PbDowngradeResponse,
     PbHashKvRequest, PbHashKvResponse, PbHashRequest, PbHashResponse, PbMaintenanceService,
     PbMoveLeaderRequest, PbMoveLeaderResponse, PbSnapshotRequest, PbSnapshotResponse,
-    PbStatusRequest, PbStatusResponse,
+    PbStatusRequest, PbStatusResponse, PbTxnOpResponse,
 };
 use etcd_client::proto::{
     PbDeleteRequest, PbDeleteResponse, PbKvService, PbLeaseGrantRequest, PbLeaseGrantResponse,
@@ -225,6 +225,20 @@ impl Services {
     }
 }
 
+/// Gives a transaction's response, and every response inside it, the header.
+fn fill_headers(txn: &mut PbTxnResponse, header: PbResponseHeader) {
+    txn.header = Some(header);
+    for op in &mut txn.responses {
+        match &mut op.response {
+            Some(PbTxnOpResponse::ResponseRange(r)) => r.header = Some(header),
+            Some(PbTxnOpResponse::ResponsePut(r)) => r.header = Some(header),
+            Some(PbTxnOpResponse::ResponseDeleteRange(r)) => r.header = Some(header),
+            Some(PbTxnOpResponse::ResponseTxn(t)) => fill_headers(t, header),
+            None => {}
+        }
+    }
+}
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -236,8 +250,7 @@ impl PbKvService for Services {
         self.metrics.start(KV, "Range", "unary");
         let result = {
             let core = lock(&self.core);
-            core.state()
-                .range(request.get_ref())
+            core.range(request.get_ref())
                 .map(|mut r| {
                     r.header = Some((self.header)(core.state().revision()));
                     Response::new(r)
@@ -294,7 +307,7 @@ impl PbKvService for Services {
             .write(move |s| s.txn(&request))
             .await
             .map(|(mut r, revision)| {
-                r.header = Some((self.header)(revision));
+                fill_headers(&mut r, (self.header)(revision));
                 Response::new(r)
             });
         self.metrics.finish(KV, "Txn", result)
@@ -302,15 +315,19 @@ impl PbKvService for Services {
 
     async fn compact(
         &self,
-        _request: Request<PbCompactionRequest>,
+        request: Request<PbCompactionRequest>,
     ) -> Result<Response<PbCompactionResponse>, Status> {
         self.metrics.start(KV, "Compact", "unary");
         // Past versions are never kept, and the event history is bounded by --history:
         // there is nothing to compact.
         let revision = lock(&self.core).state().revision();
-        let result = Ok(Response::new(PbCompactionResponse {
-            header: Some((self.header)(revision)),
-        }));
+        let result = if request.get_ref().revision > revision {
+            Err(status(RequestError::FutureRevision.into()))
+        } else {
+            Ok(Response::new(PbCompactionResponse {
+                header: Some((self.header)(revision)),
+            }))
+        };
         self.metrics.finish(KV, "Compact", result)
     }
 }

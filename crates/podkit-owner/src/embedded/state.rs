@@ -173,6 +173,11 @@ impl State {
         self.leases.len()
     }
 
+    /// The keys within `bounds`, in key order.
+    pub fn keys_in<'a>(&'a self, bounds: &Bounds) -> impl Iterator<Item = &'a PbKeyValue> + 'a {
+        self.range_iter(bounds)
+    }
+
     fn range_iter<'a>(&'a self, bounds: &Bounds) -> Box<dyn Iterator<Item = &'a PbKeyValue> + 'a> {
         if bounds_are_empty(bounds) {
             return Box::new(std::iter::empty());
@@ -180,8 +185,8 @@ impl State {
         Box::new(self.keys.range(bounds.clone()).map(|(_, kv)| kv))
     }
 
-    /// Serves a Range request at the current revision (this store keeps no past
-    /// versions: an older revision is reported compacted).
+    /// Serves a Range request at the current revision; inside the state alone an older
+    /// revision is reported compacted (see `Core::range` for reads in the past).
     pub fn range(&self, req: &PbRangeRequest) -> Result<PbRangeResponse, RequestError> {
         if req.key.is_empty() {
             return Err(RequestError::EmptyKey);
@@ -193,34 +198,10 @@ impl State {
             return Err(RequestError::Compacted);
         }
         let bounds = key_bounds(&req.key, &req.range_end);
-        let all: Vec<&PbKeyValue> = self.range_iter(&bounds).collect();
-        let count = all.len() as i64;
-        let keep = |kv: &&PbKeyValue| {
-            (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
-                && (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
-                && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
-                && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
-        };
-        let mut kvs: Vec<PbKeyValue> = if req.count_only {
-            Vec::new()
-        } else {
-            all.into_iter().filter(keep).cloned().collect()
-        };
-        sort(&mut kvs, req.sort_order, req.sort_target);
-        if req.limit > 0 && kvs.len() > req.limit as usize {
-            kvs.truncate(req.limit as usize);
-        }
-        if req.keys_only {
-            for kv in &mut kvs {
-                kv.value.clear();
-            }
-        }
-        Ok(PbRangeResponse {
-            header: None,
-            more: count > kvs.len() as i64,
-            count,
-            kvs,
-        })
+        Ok(shape_range(
+            self.range_iter(&bounds).cloned().collect(),
+            req,
+        ))
     }
 
     /// Runs `write` as one revision: the revision moves on only if it produced events.
@@ -318,24 +299,24 @@ impl State {
         if req.key.is_empty() {
             return Err(RequestError::EmptyKey);
         }
-        let prev = self.keys.get(&req.key).cloned();
-        if (req.ignore_value || req.ignore_lease) && prev.is_none() {
-            return Err(RequestError::KeyNotFound);
-        }
         if req.ignore_value && !req.value.is_empty() {
             return Err(RequestError::ValueProvided);
         }
         if req.ignore_lease && req.lease != 0 {
             return Err(RequestError::LeaseProvided);
         }
+        if req.lease != 0 && !self.leases.contains_key(&req.lease) {
+            return Err(RequestError::LeaseNotFound);
+        }
+        let prev = self.keys.get(&req.key).cloned();
+        if (req.ignore_value || req.ignore_lease) && prev.is_none() {
+            return Err(RequestError::KeyNotFound);
+        }
         let lease = if req.ignore_lease {
             prev.as_ref().map_or(0, |p| p.lease)
         } else {
             req.lease
         };
-        if lease != 0 && !self.leases.contains_key(&lease) {
-            return Err(RequestError::LeaseNotFound);
-        }
         let value = if req.ignore_value {
             prev.as_ref().map(|p| p.value.clone()).unwrap_or_default()
         } else {
@@ -468,7 +449,7 @@ impl State {
         let bounds = key_bounds(&c.key, &c.range_end);
         let mut kvs = self.range_iter(&bounds).peekable();
         if kvs.peek().is_none() {
-            if matches!(c.target_union, Some(PbTargetUnion::Value(_))) {
+            if c.target == 3 {
                 return false;
             }
             return compare_one(c, &PbKeyValue::default());
@@ -532,9 +513,10 @@ impl State {
         Ok(change)
     }
 
-    /// Renews a lease to its full TTL; `None` when it does not exist.
+    /// Renews a lease to its full TTL; `None` when it does not exist or has expired.
     pub fn keep_alive(&mut self, id: i64, now: Instant) -> Option<i64> {
-        let lease = self.leases.get_mut(&id)?;
+        // Expired but not yet revoked: as good as gone.
+        let lease = self.leases.get_mut(&id).filter(|l| l.expires > now)?;
         lease.expires = now + Duration::from_secs(lease.ttl as u64);
         Some(lease.ttl)
     }
@@ -561,15 +543,71 @@ impl State {
     }
 }
 
+/// Shapes the keys of a range (all of them, in key order) as the request asks: filters on
+/// revisions, sort, limit, keys or count only. `count` is taken before the filters, and
+/// `more` says whether the limit cut the list, as etcd does.
+pub fn shape_range(all: Vec<PbKeyValue>, req: &PbRangeRequest) -> PbRangeResponse {
+    let count = all.len() as i64;
+    if req.count_only {
+        return PbRangeResponse {
+            header: None,
+            kvs: Vec::new(),
+            more: false,
+            count,
+        };
+    }
+    let keep = |kv: &PbKeyValue| {
+        (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
+            && (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
+            && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
+            && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
+    };
+    let mut kvs: Vec<PbKeyValue> = all.into_iter().filter(keep).collect();
+    sort(&mut kvs, req.sort_order, req.sort_target);
+    let more = req.limit > 0 && kvs.len() > req.limit as usize;
+    if more {
+        kvs.truncate(req.limit as usize);
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value.clear();
+        }
+    }
+    PbRangeResponse {
+        header: None,
+        more,
+        count,
+        kvs,
+    }
+}
+
 fn compare_one(c: &PbCompare, kv: &PbKeyValue) -> bool {
     use std::cmp::Ordering;
-    let ordering = match &c.target_union {
-        Some(PbTargetUnion::Version(v)) => kv.version.cmp(v),
-        Some(PbTargetUnion::CreateRevision(v)) => kv.create_revision.cmp(v),
-        Some(PbTargetUnion::ModRevision(v)) => kv.mod_revision.cmp(v),
-        Some(PbTargetUnion::Value(v)) => kv.value.as_slice().cmp(v.as_slice()),
-        Some(PbTargetUnion::Lease(v)) => kv.lease.cmp(v),
-        None => return false,
+    // etcd's CompareTarget: VERSION, CREATE, MOD, VALUE, LEASE. A union of another kind
+    // than the target compares as zero.
+    let number = |n: Option<i64>| n.unwrap_or(0);
+    let ordering = match (c.target, &c.target_union) {
+        (0, u) => kv.version.cmp(&number(match u {
+            Some(PbTargetUnion::Version(v)) => Some(*v),
+            _ => None,
+        })),
+        (1, u) => kv.create_revision.cmp(&number(match u {
+            Some(PbTargetUnion::CreateRevision(v)) => Some(*v),
+            _ => None,
+        })),
+        (2, u) => kv.mod_revision.cmp(&number(match u {
+            Some(PbTargetUnion::ModRevision(v)) => Some(*v),
+            _ => None,
+        })),
+        (3, u) => match u {
+            Some(PbTargetUnion::Value(v)) => kv.value.as_slice().cmp(v.as_slice()),
+            _ => kv.value.as_slice().cmp(&[][..]),
+        },
+        (4, u) => kv.lease.cmp(&number(match u {
+            Some(PbTargetUnion::Lease(v)) => Some(*v),
+            _ => None,
+        })),
+        _ => return false,
     };
     // etcd's CompareResult: EQUAL, GREATER, LESS, NOT_EQUAL.
     match c.result {
@@ -577,7 +615,7 @@ fn compare_one(c: &PbCompare, kv: &PbKeyValue) -> bool {
         1 => ordering == Ordering::Greater,
         2 => ordering == Ordering::Less,
         3 => ordering != Ordering::Equal,
-        _ => false,
+        _ => true,
     }
 }
 
@@ -604,56 +642,102 @@ fn sort(kvs: &mut [PbKeyValue], order: i32, target: i32) {
     });
 }
 
-/// Refuses a transaction with too many operations, or one whose branch writes a key
-/// twice (two puts, or a put inside a deleted range), as etcd does.
+/// Checks a transaction before anything runs, as etcd does: both branches, whichever
+/// runs — the number of operations, that every operation names a key and is well formed,
+/// and that no key is written twice (see [`branch_writes`]).
 fn check_txn(req: &PbTxnRequest) -> Result<(), RequestError> {
-    if req.compare.len() > MAX_TXN_OPS
-        || req.success.len() > MAX_TXN_OPS
-        || req.failure.len() > MAX_TXN_OPS
-    {
+    check_ops(req, MAX_TXN_OPS)?;
+    branch_writes(&req.success)?;
+    branch_writes(&req.failure)?;
+    Ok(())
+}
+
+/// Validates one transaction's compares and operations; nested transactions share the
+/// budget of `max_ops`.
+fn check_ops(req: &PbTxnRequest, max_ops: usize) -> Result<(), RequestError> {
+    if req.compare.len() > max_ops || req.success.len() > max_ops || req.failure.len() > max_ops {
         return Err(RequestError::TooManyOps);
     }
+    if req.compare.iter().any(|c| c.key.is_empty()) {
+        return Err(RequestError::EmptyKey);
+    }
     for branch in [&req.success, &req.failure] {
-        let mut puts = BTreeSet::new();
-        let mut deletes = Vec::new();
-        collect_writes(branch, &mut puts, &mut deletes)?;
-        for bounds in &deletes {
-            if puts.iter().any(|k: &Vec<u8>| in_bounds(k, bounds)) {
-                return Err(RequestError::DuplicateKey);
+        for op in branch {
+            match &op.request {
+                None => return Err(RequestError::KeyNotFound),
+                Some(PbTxnOpRequest::RequestRange(r)) if r.key.is_empty() => {
+                    return Err(RequestError::EmptyKey)
+                }
+                Some(PbTxnOpRequest::RequestDeleteRange(d)) if d.key.is_empty() => {
+                    return Err(RequestError::EmptyKey)
+                }
+                Some(PbTxnOpRequest::RequestPut(p)) => {
+                    if p.key.is_empty() {
+                        return Err(RequestError::EmptyKey);
+                    }
+                    if p.ignore_value && !p.value.is_empty() {
+                        return Err(RequestError::ValueProvided);
+                    }
+                    if p.ignore_lease && p.lease != 0 {
+                        return Err(RequestError::LeaseProvided);
+                    }
+                }
+                Some(PbTxnOpRequest::RequestTxn(t)) => {
+                    check_ops(t, max_ops.saturating_sub(branch.len()))?;
+                }
+                _ => {}
             }
         }
     }
     Ok(())
 }
 
-fn collect_writes(
+/// The keys one branch puts and the ranges it deletes, refusing the branch if it puts a
+/// key twice or puts a key inside a range it deletes. Of a nested transaction only one
+/// branch runs: its two branches may put the same key, but neither may repeat a key of
+/// the enclosing branch or fall in a range the enclosing branch deletes.
+fn branch_writes(
     ops: &[etcd_client::proto::PbTxnRequestOp],
-    puts: &mut BTreeSet<Vec<u8>>,
-    deletes: &mut Vec<Bounds>,
-) -> Result<(), RequestError> {
+) -> Result<(BTreeSet<Vec<u8>>, Vec<Bounds>), RequestError> {
+    let mut deletes: Vec<Bounds> = ops
+        .iter()
+        .filter_map(|op| match &op.request {
+            Some(PbTxnOpRequest::RequestDeleteRange(d)) => Some(key_bounds(&d.key, &d.range_end)),
+            _ => None,
+        })
+        .collect();
+    let deleted = |deletes: &[Bounds], key: &[u8]| deletes.iter().any(|b| in_bounds(key, b));
+    let mut puts = BTreeSet::new();
     for op in ops {
-        match &op.request {
-            Some(PbTxnOpRequest::RequestPut(p)) if !puts.insert(p.key.clone()) => {
+        let Some(PbTxnOpRequest::RequestTxn(t)) = &op.request else {
+            continue;
+        };
+        let (puts_then, deletes_then) = branch_writes(&t.success)?;
+        let (puts_else, deletes_else) = branch_writes(&t.failure)?;
+        for key in &puts_then {
+            if puts.contains(key) || deleted(&deletes, key) {
                 return Err(RequestError::DuplicateKey);
             }
-            Some(PbTxnOpRequest::RequestDeleteRange(d)) => {
-                deletes.push(key_bounds(&d.key, &d.range_end));
+        }
+        for key in &puts_else {
+            let repeats_ours = puts.contains(key) && !puts_then.contains(key);
+            if repeats_ours || deleted(&deletes, key) {
+                return Err(RequestError::DuplicateKey);
             }
-            Some(PbTxnOpRequest::RequestTxn(t)) => {
-                check_txn(t)?;
-                // Only one of a nested transaction's branches runs: either may repeat
-                // the other's keys, but neither may repeat ours.
-                let mut success = puts.clone();
-                let mut failure = puts.clone();
-                collect_writes(&t.success, &mut success, deletes)?;
-                collect_writes(&t.failure, &mut failure, deletes)?;
-                puts.extend(success);
-                puts.extend(failure);
+        }
+        puts.extend(puts_then);
+        puts.extend(puts_else);
+        deletes.extend(deletes_then);
+        deletes.extend(deletes_else);
+    }
+    for op in ops {
+        if let Some(PbTxnOpRequest::RequestPut(p)) = &op.request {
+            if deleted(&deletes, &p.key) || !puts.insert(p.key.clone()) {
+                return Err(RequestError::DuplicateKey);
             }
-            _ => {}
         }
     }
-    Ok(())
+    Ok((puts, deletes))
 }
 
 #[cfg(test)]
@@ -789,6 +873,44 @@ mod tests {
         });
         assert_eq!(s.txn(&txn).unwrap_err(), RequestError::DuplicateKey);
         assert_eq!(s.revision(), 0);
+    }
+
+    #[test]
+    fn a_nested_transactions_branches_may_write_the_same_key() {
+        let op = |r| PbTxnRequestOp { request: Some(r) };
+        let nested = |success, failure| {
+            op(PbTxnOpRequest::RequestTxn(PbTxnRequest {
+                compare: vec![],
+                success,
+                failure,
+            }))
+        };
+        let delete_k = || {
+            op(PbTxnOpRequest::RequestDeleteRange(PbDeleteRequest {
+                key: "k".into(),
+                ..PbDeleteRequest::default()
+            }))
+        };
+        let put_k = || op(PbTxnOpRequest::RequestPut(put("k", "v")));
+        let mut s = State::default();
+        let alternatives = PbTxnRequest {
+            compare: vec![],
+            success: vec![nested(vec![delete_k()], vec![put_k()])],
+            failure: vec![],
+        };
+        assert!(s.txn(&alternatives).is_ok());
+        let both = PbTxnRequest {
+            compare: vec![],
+            success: vec![put_k(), nested(vec![put_k()], vec![])],
+            failure: vec![],
+        };
+        assert_eq!(s.txn(&both).unwrap_err(), RequestError::DuplicateKey);
+        let empty_op = PbTxnRequest {
+            compare: vec![],
+            success: vec![],
+            failure: vec![PbTxnRequestOp { request: None }],
+        };
+        assert_eq!(s.txn(&empty_op).unwrap_err(), RequestError::KeyNotFound);
     }
 
     #[test]

@@ -61,28 +61,35 @@ impl Watcher {
     }
 }
 
-/// Serves one Watch stream until the client ends it or goes away.
+/// Serves one Watch stream until the client goes away. A client that closes its side
+/// still gets the events of the watchers it made.
 pub async fn session(
     core: SharedCore,
     mut requests: tonic::Streaming<PbWatchRequest>,
     out: Outbox,
     header: Header,
 ) {
-    let mut published = lock(&core).subscribe();
+    let published = lock(&core).subscribe();
     let mut stream = Stream {
         core,
         out,
         header,
+        published,
         watchers: BTreeMap::new(),
         next_id: 0,
     };
+    let mut requests_open = true;
     loop {
         let alive = tokio::select! {
-            request = requests.message() => match request {
+            request = requests.message(), if requests_open => match request {
                 Ok(Some(request)) => stream.request(request).await,
-                _ => false,
+                Ok(None) => {
+                    requests_open = false;
+                    true
+                }
+                Err(_) => false,
             },
-            revision = published.recv() => match revision {
+            revision = stream.published.recv() => match revision {
                 Ok(revision) => stream.deliver(&revision).await,
                 Err(broadcast::error::RecvError::Lagged(_)) => stream.catch_up().await,
                 Err(broadcast::error::RecvError::Closed) => false,
@@ -94,11 +101,17 @@ pub async fn session(
     }
 }
 
+/// etcd's messages for watches refused at creation.
+const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+const EMPTY_RANGE: &str = "mvcc: watcher range is empty";
+
 struct Stream {
     core: SharedCore,
     out: Outbox,
     header: Header,
+    published: broadcast::Receiver<Published>,
     watchers: BTreeMap<i64, Watcher>,
+    /// The next id to give a watcher that asks for none; ids are never reused.
     next_id: i64,
 }
 
@@ -131,42 +144,79 @@ impl Stream {
                     .await
             }
             Some(PbWatchRequestUnion::CancelRequest(cancel)) => {
-                self.watchers.remove(&cancel.watch_id);
+                // Cancelling a watcher that is not there gets no answer, as in etcd.
+                if self.watchers.remove(&cancel.watch_id).is_none() {
+                    return true;
+                }
                 let revision = lock(&self.core).state().revision();
                 let mut response = self.response(revision, cancel.watch_id);
                 response.canceled = true;
                 self.send(response).await
             }
-            Some(PbWatchRequestUnion::ProgressRequest(_)) => {
-                let revision = lock(&self.core).state().revision();
-                self.send(self.response(revision, -1)).await
-            }
+            Some(PbWatchRequestUnion::ProgressRequest(_)) => self.progress().await,
             None => true,
         }
     }
 
-    async fn create(&mut self, asked_id: i64, start: i64, mut watcher: Watcher) -> bool {
-        let id = if asked_id != 0 {
-            asked_id
-        } else {
-            while self.watchers.contains_key(&self.next_id) {
-                self.next_id += 1;
+    /// Answers a progress request with the current revision, after every event up to it
+    /// has been sent; a stream without watchers gets no answer.
+    async fn progress(&mut self) -> bool {
+        let current = lock(&self.core).state().revision();
+        // Everything up to `current` was published before the lock was released.
+        loop {
+            match self.published.try_recv() {
+                Ok(revision) => {
+                    if !self.deliver(&revision).await {
+                        return false;
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    if !self.catch_up().await {
+                        return false;
+                    }
+                }
+                Err(_) => break,
             }
-            self.next_id
-        };
+        }
+        if self.watchers.is_empty() {
+            return true;
+        }
+        self.send(self.response(current, -1)).await
+    }
+
+    /// A refusal of a watcher at creation, as etcd words it.
+    async fn refuse(&self, revision: i64, reason: &str) -> bool {
+        let mut response = self.response(revision, -1);
+        response.created = true;
+        response.canceled = true;
+        response.cancel_reason = reason.to_string();
+        self.send(response).await
+    }
+
+    async fn create(&mut self, asked_id: i64, start: i64, mut watcher: Watcher) -> bool {
         let (current, backlog) = {
             let core = lock(&self.core);
             let current = core.state().revision();
             let backlog = (start > 0 && start <= current).then(|| core.backlog(start));
             (current, backlog)
         };
+        if self.watchers.contains_key(&asked_id) {
+            return self.refuse(current, DUPLICATE_ID).await;
+        }
+        if range_is_empty(&watcher.bounds) {
+            return self.refuse(current, EMPTY_RANGE).await;
+        }
+        let id = if asked_id != 0 {
+            asked_id
+        } else {
+            while self.watchers.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id += 1;
+            self.next_id - 1
+        };
         let mut created = self.response(current, id);
         created.created = true;
-        if self.watchers.contains_key(&id) {
-            created.canceled = true;
-            created.cancel_reason = "etcdserver: duplicate watch ID".into();
-            return self.send(created).await;
-        }
         if !self.send(created).await {
             return false;
         }
@@ -179,12 +229,13 @@ impl Stream {
                 return self.send(cancelled).await;
             }
             Some(Backlog::Events(revisions)) => {
-                let events: Vec<PbEvent> = revisions
-                    .iter()
-                    .flat_map(|(_, events)| watcher.select(events))
-                    .collect();
-                if !events.is_empty() {
-                    let mut response = self.response(current, id);
+                // One response per revision, as etcd sends them.
+                for (revision, events) in &revisions {
+                    let events = watcher.select(events);
+                    if events.is_empty() {
+                        continue;
+                    }
+                    let mut response = self.response(*revision, id);
                     response.events = events;
                     if !self.send(response).await {
                         return false;
@@ -198,50 +249,67 @@ impl Stream {
     }
 
     /// Sends one published revision to every watcher that has not seen it.
-    async fn deliver(&mut self, (revision, events): &Published) -> bool {
-        let mut responses = Vec::new();
-        for (id, watcher) in self.watchers.iter_mut() {
-            if *revision < watcher.next {
-                continue;
-            }
-            watcher.next = revision + 1;
-            let selected = watcher.select(events);
-            if !selected.is_empty() {
-                responses.push((*id, selected));
-            }
-        }
-        for (id, events) in responses {
-            let mut response = self.response(*revision, id);
-            response.events = events;
-            if !self.send(response).await {
+    async fn deliver(&mut self, published: &Published) -> bool {
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            if !self.deliver_to(id, published).await {
                 return false;
             }
         }
         true
     }
 
-    /// After falling behind the broadcast, reads what was missed from the history.
-    async fn catch_up(&mut self) -> bool {
-        let missed: Vec<Published> = {
-            let core = lock(&self.core);
-            let from = self
-                .watchers
-                .values()
-                .map(|w| w.next)
-                .min()
-                .unwrap_or(i64::MAX);
-            match core.backlog(from) {
-                Backlog::Events(events) => events,
-                Backlog::Compacted(_) => Vec::new(),
-            }
+    async fn deliver_to(&mut self, id: i64, (revision, events): &Published) -> bool {
+        let Some(watcher) = self.watchers.get_mut(&id) else {
+            return true;
         };
-        for revision in &missed {
-            if !self.deliver(revision).await {
-                return false;
+        if *revision < watcher.next {
+            return true;
+        }
+        watcher.next = revision + 1;
+        let selected = watcher.select(events);
+        if selected.is_empty() {
+            return true;
+        }
+        let mut response = self.response(*revision, id);
+        response.events = selected;
+        self.send(response).await
+    }
+
+    /// After falling behind the broadcast, each watcher reads what it missed from the
+    /// history; one whose next revision has left the history is cancelled with the
+    /// compact revision, so that it knows to start again.
+    async fn catch_up(&mut self) -> bool {
+        let ids: Vec<i64> = self.watchers.keys().copied().collect();
+        for id in ids {
+            let next = self.watchers[&id].next;
+            let backlog = lock(&self.core).backlog(next);
+            match backlog {
+                Backlog::Events(revisions) => {
+                    for revision in &revisions {
+                        if !self.deliver_to(id, revision).await {
+                            return false;
+                        }
+                    }
+                }
+                Backlog::Compacted(oldest) => {
+                    self.watchers.remove(&id);
+                    let revision = lock(&self.core).state().revision();
+                    let mut cancelled = self.response(revision, id);
+                    cancelled.canceled = true;
+                    cancelled.compact_revision = oldest;
+                    if !self.send(cancelled).await {
+                        return false;
+                    }
+                }
             }
         }
         true
     }
+}
+
+fn range_is_empty(bounds: &Bounds) -> bool {
+    matches!(bounds, (std::ops::Bound::Included(start), std::ops::Bound::Excluded(end)) if end <= start)
 }
 
 #[cfg(test)]
