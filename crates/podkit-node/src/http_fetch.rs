@@ -23,6 +23,32 @@ pub struct Fetched {
     pub body: Bytes,
 }
 
+/// A TLS client configuration (rustls on ring) trusting `ca_file`'s certificates, or the
+/// system's roots when `None`.
+pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let file = ca_file.unwrap_or(Path::new(SYSTEM_ROOTS));
+    match CertificateDer::pem_file_iter(file) {
+        Ok(certs) => {
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("{}: {e}", file.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+            }
+        }
+        // Without the system bundle only plain HTTP works; a given file must exist.
+        Err(e) if ca_file.is_some() => return Err(format!("{}: {e}", file.display())),
+        Err(_) => {}
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Makes requests to `http://` and `https://` URLs.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -34,27 +60,7 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client trusting `ca_file`'s certificates, or the system's roots when `None`.
     pub fn new(ca_file: Option<&Path>, timeout: Duration, max_body: usize) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        let file = ca_file.unwrap_or(Path::new(SYSTEM_ROOTS));
-        match CertificateDer::pem_file_iter(file) {
-            Ok(certs) => {
-                for cert in certs {
-                    let cert = cert.map_err(|e| format!("{}: {e}", file.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("{}: {e}", file.display()))?;
-                }
-            }
-            // Without the system bundle only plain HTTP works; a given file must exist.
-            Err(e) if ca_file.is_some() => return Err(format!("{}: {e}", file.display())),
-            Err(_) => {}
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = tls_config(ca_file)?;
         Ok(HttpClient {
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             timeout,

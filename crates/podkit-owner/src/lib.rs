@@ -9,7 +9,9 @@
 //! - [`lock`]: fair, watch-based locks whose unlock only ever releases our own key;
 //! - [`election`]: campaign, leader, resign; the leader's id stored with its key;
 //! - [`fence`]: validating `(owner, token)` so a stale owner is rejected;
-//! - [`commands`]: `podkit lock NAME -- CMD` and `podkit elect NAME -- CMD`.
+//! - [`commands`]: `podkit lock NAME -- CMD` and `podkit elect NAME -- CMD`;
+//! - [`embedded`]: `podkit store serve`, a durable single-machine store that speaks the
+//!   same etcd v3 API, for when there is no etcd cluster.
 
 pub mod commands;
 pub mod election;

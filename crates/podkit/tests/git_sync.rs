@@ -256,18 +256,16 @@ fn an_https_repository_behind_basic_auth() {
     ))
     .expect("nginx");
     let url = format!("https://localhost:{}/site.git", nginx.addr.port());
-    let run = |credentials: Option<&str>, name: &str| {
+    let run_trusting = |trust_ca: bool, credentials: Option<&str>, name: &str| {
         let root = dir.path().join(name);
         let mut command = Command::new(PODKIT);
         command
             .args(["sidecar", "git-sync", "--once", "--admin", "127.0.0.1:0"])
             .args(["--log-format", "text", "--repo", &url, "--ref", "main"])
-            .args([
-                "--ca-file",
-                ca.to_str().unwrap(),
-                "--root",
-                root.to_str().unwrap(),
-            ]);
+            .args(["--root", root.to_str().unwrap()]);
+        if trust_ca {
+            command.arg("--ca-file").arg(&ca);
+        }
         if let Some(text) = credentials {
             let file = dir.path().join(format!("{name}.credentials"));
             std::fs::write(&file, text).unwrap();
@@ -281,6 +279,7 @@ fn an_https_repository_behind_basic_auth() {
         );
         (out.status.code(), said, root)
     };
+    let run = |credentials: Option<&str>, name: &str| run_trusting(true, credentials, name);
     let (code, said, root) = run(Some("deploy:pa55-w0rd\n"), "good");
     assert_eq!(code, Some(0), "{said}");
     assert_eq!(
@@ -294,6 +293,10 @@ fn an_https_repository_behind_basic_auth() {
     assert!(!said.contains("wrong-Passw0rd"), "{said}");
     let (code, _, _) = run(None, "anonymous");
     assert_eq!(code, Some(1));
+    // The private CA is trusted only when named.
+    let (code, said, _) = run_trusting(false, Some("deploy:pa55-w0rd\n"), "untrusted");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.to_lowercase().contains("certificate"), "{said}");
 }
 
 #[test]

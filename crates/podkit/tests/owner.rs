@@ -566,3 +566,60 @@ fn etcdctl_puts_gets_transacts_and_leases_against_the_embedded_store() {
     assert!(health.status.success());
     assert!(String::from_utf8_lossy(&health.stderr).contains("is healthy"));
 }
+
+#[test]
+fn the_embedded_store_keeps_the_component_contract() {
+    let help = Command::new(PODKIT)
+        .args(["store", "serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for needle in [
+        "PODKIT_STORE_DATA",
+        "PODKIT_STORE_LISTEN",
+        "not a replicated one",
+    ] {
+        assert!(help.contains(needle), "help lacks {needle}:\n{help}");
+    }
+    let bad = Command::new(PODKIT)
+        .args(["store", "serve", "--data", "/proc/podkit-nowhere"])
+        .args(["--admin", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("podkit: error: --data: "), "{stderr}");
+
+    let mut store = OwnerStore::embedded();
+    // A follower and a leader keep watch and keep-alive streams open.
+    let dir = tempfile::tempdir().unwrap();
+    let replicas: Vec<Replica> = ["c1", "c2"]
+        .iter()
+        .map(|id| Replica::start(&store, id, dir.path(), 605))
+        .collect();
+    assert!(eventually(Duration::from_secs(10), || the_leader(
+        &replicas
+    )
+    .is_some()));
+    let OwnerStore::Embedded(embedded) = &mut store else {
+        unreachable!()
+    };
+    assert_promtool_clean(embedded.server.admin);
+    let metrics = get(embedded.server.admin, "/metrics").text();
+    assert!(
+        metrics.contains("grpc_method=\"LeaseKeepAlive\""),
+        "{metrics}"
+    );
+    // SIGTERM ends the open streams and exits 0 well within the drain timeout.
+    let started = Instant::now();
+    let status = embedded.server.terminate(Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(replicas);
+    let _ = Command::new("pkill").args(["-f", "^sleep 605$"]).status();
+}

@@ -105,8 +105,16 @@ impl Cache {
         let mut connection = fetcher
             .connect(gix::remote::Direction::Fetch)
             .map_err(|e| format!("connecting: {}", chain(&e)))?;
-        if let (Some(ca), true) = (&self.ca_file, remote.url.starts_with("https://")) {
-            use gix::protocol::transport::client::blocking_io::http::Options;
+        if remote.url.starts_with("https://") {
+            // TLS by rustls, trusting --ca-file or the system's roots.
+            use gix::protocol::transport::client::blocking_io::http::{reqwest, Options};
+            let tls = crate::http_fetch::tls_config(self.ca_file.as_deref())?;
+            let backend = reqwest::Options {
+                configure_client: Some(Box::new(move |builder| {
+                    Ok(builder.tls_backend_preconfigured(tls.clone()))
+                })),
+                configure_request: None,
+            };
             let mut options = repo
                 .transport_options(remote.url.as_str(), None)
                 .ok()
@@ -114,7 +122,7 @@ impl Cache {
                 .and_then(|o| o.downcast::<Options>().ok())
                 .map(|o| *o)
                 .unwrap_or_default();
-            options.ssl_ca_info = Some(ca.clone());
+            options.backend = Some(std::sync::Arc::new(std::sync::Mutex::new(backend)));
             connection.set_transport_options(Box::new(options));
         }
         if let Some(credentials) = remote.credentials.clone() {
