@@ -166,6 +166,13 @@ pub fn run(quick: bool) -> Result<Report, String> {
     report
         .ratios
         .push(("etcdctl lock · podkit store".into(), "etcdctl lock".into()));
+    report.notes.push(
+        "An uncontended `podkit lock` cycle sends three requests: a lease grant, one \
+         transaction that creates its key and reads the oldest key of the lock, and the \
+         revoke that deletes its key. Process start counts too: podkit links no system \
+         TLS or HTTP library."
+            .into(),
+    );
     report.notes.push(format!(
         "Failover is bounded by the TTL in both: mean {:.2} s for podkit elect, {:.2} s for \
          etcdctl lock, against a 2 s TTL.",

@@ -111,19 +111,23 @@ pub struct WorkerMulti {
 #[derive(Subcommand, Debug)]
 pub enum StoreCommand {
     /// Serve the store: etcd's v3 gRPC API (KV, Lease, Watch) from a durable database.
+    ///
+    /// A durable key-value store that speaks the subset of etcd's v3 gRPC API podkit uses
+    /// (KV Range/Put/DeleteRange/Txn, Lease Grant/Revoke/KeepAlive/TimeToLive/Leases,
+    /// Watch, Maintenance Status), so `podkit lock`, `podkit elect` and etcdctl work
+    /// against it unchanged.
+    ///
+    /// It is ONE MACHINE's store, not a replicated one: it is as available as this
+    /// machine, and a change is acknowledged once it is fsynced to --data. For a store
+    /// that survives the loss of a machine, run an etcd cluster and point --store at it;
+    /// nothing else changes.
     Serve(StoreServe),
 }
 
 /// `podkit store serve`
 #[derive(Args, Debug)]
 #[command(
-    long_about = "Serve a durable key-value store that speaks the subset of etcd's v3 gRPC API \
-podkit uses (KV Range/Put/DeleteRange/Txn, Lease Grant/Revoke/KeepAlive/TimeToLive/Leases, \
-Watch), so `podkit lock`, `podkit elect` and etcdctl work against it unchanged.\n\n\
-It is ONE MACHINE's store, not a replicated one: it is as available as this machine, \
-and a change is acknowledged once it is fsynced to --data. For a store that survives the \
-loss of a machine, run an etcd cluster and point --store at it; nothing else changes.",
-    after_help = "Reads at a past revision are refused as compacted (only the latest version of each key is kept); watches may start up to --history revisions back. Leases survive a restart and get their full TTL again, as etcd's do."
+    after_help = "Only the newest version of each key is kept: reads at a past revision and watches from one are served while the last --history revisions of events reach back to it, and refused as compacted beyond. Leases survive a restart and get their full TTL again, as etcd's do."
 )]
 pub struct StoreServe {
     #[command(flatten)]

@@ -173,41 +173,52 @@ fn a_new_leader_after_a_kill_and_after_a_resignation(store: OwnerStore) {
         leader = the_leader(&replicas);
         leader.is_some()
     }));
-    let first = leader.unwrap();
-    let view = replicas[first].view();
-    let token = view["leader"]["token"].as_i64().unwrap();
+    let view = replicas[leader.unwrap()].view();
+    let mut token = view["leader"]["token"].as_i64().unwrap();
     // Every replica agrees on who leads.
     for r in &replicas {
         assert_eq!(r.view()["leader"]["id"], view["leader"]["id"]);
     }
 
-    // Killed: a new leader within TTL + one retry.
-    let killed_at = Instant::now();
-    let _ = replicas[first].child.kill();
-    let _ = replicas[first].child.wait();
-    let dead = replicas.remove(first);
-    drop(dead);
-    let mut second = None;
-    assert!(eventually(Duration::from_secs(8), || {
-        second = the_leader(&replicas);
-        second.is_some()
-    }));
-    assert!(
-        killed_at.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        killed_at.elapsed()
-    );
-    let second = second.unwrap();
-    let new_token = replicas[second].view()["leader"]["token"].as_i64().unwrap();
-    assert!(new_token > token);
+    // Killed, three times over: each time a new leader within TTL + one retry, with a
+    // higher token; a fresh replica takes the dead one's place.
+    const KILLS: usize = 3;
+    for round in 0..KILLS {
+        let killed = the_leader(&replicas).expect("one leader");
+        let killed_at = Instant::now();
+        let _ = replicas[killed].child.kill();
+        let _ = replicas[killed].child.wait();
+        drop(replicas.remove(killed));
+        let mut next = None;
+        assert!(
+            eventually(Duration::from_secs(8), || {
+                next = the_leader(&replicas);
+                next.is_some()
+            }),
+            "round {round}"
+        );
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(5),
+            "round {round}: {:?}",
+            killed_at.elapsed()
+        );
+        let new_token = replicas[next.unwrap()].view()["leader"]["token"]
+            .as_i64()
+            .unwrap();
+        assert!(new_token > token, "round {round}");
+        token = new_token;
+        let id = format!("r{}", 3 + round);
+        replicas.push(Replica::start(&store, &id, dir.path(), sleep));
+    }
 
-    // Resigned (SIGTERM): the other replica leads within a second.
+    // Resigned (SIGTERM): another replica leads within a second.
+    let resigning = the_leader(&replicas).expect("one leader");
     let resigned_at = Instant::now();
     let _ = Command::new("kill")
-        .args(["-TERM", &replicas[second].child.id().to_string()])
+        .args(["-TERM", &replicas[resigning].child.id().to_string()])
         .status();
-    assert!(replicas[second].child.wait().unwrap().code().is_some());
-    replicas.remove(second);
+    assert!(replicas[resigning].child.wait().unwrap().code().is_some());
+    replicas.remove(resigning);
     assert!(eventually(Duration::from_secs(3), || the_leader(&replicas).is_some()));
     assert!(
         resigned_at.elapsed() < Duration::from_millis(2500),
@@ -215,10 +226,11 @@ fn a_new_leader_after_a_kill_and_after_a_resignation(store: OwnerStore) {
         resigned_at.elapsed()
     );
     // Each leader's command wrote one line when it started (the last may still be on
-    // its way).
+    // its way): the first, one per kill, and the one after the resignation.
     let leaders = || std::fs::read_to_string(dir.path().join("leaders")).unwrap_or_default();
     assert!(
-        eventually(Duration::from_secs(5), || leaders().lines().count() == 3),
+        eventually(Duration::from_secs(5), || leaders().lines().count()
+            == KILLS + 2),
         "{}",
         leaders()
     );
@@ -269,12 +281,12 @@ fn a_paused_leader_is_replaced_fenced_off_and_stops_its_command_when_resumed(
             .spawn()
             .unwrap()
     };
-    let mut first = spawn("r1");
+    let first = spawn("r1");
     assert!(eventually(Duration::from_secs(10), || std::fs::metadata(
         &log
     )
     .is_ok()));
-    let mut second = spawn("r2");
+    let second = spawn("r2");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let store_handle = runtime
         .block_on(Store::connect(&owner_store.url()))
@@ -293,44 +305,65 @@ fn a_paused_leader_is_replaced_fenced_off_and_stops_its_command_when_resumed(
     std::thread::sleep(Duration::from_millis(500));
     let before = admit_all(&mut offset);
     assert!(!before.is_empty() && before.iter().all(|(id, _, ok)| id == "r1" && *ok));
-    let old_token = before[0].1;
+    let mut leader_token = before[0].1;
 
-    // r1's sidecar is paused past its TTL; its command keeps sending with the old token.
-    nix_signal(first.id(), Signal::SIGSTOP);
-    let mut seen = Vec::new();
-    assert!(eventually(Duration::from_secs(10), || {
+    // Twice: the leader's sidecar is paused past its TTL while its command keeps
+    // sending with its token; the other replica takes over; the paused one, resumed,
+    // stops its command. Then the roles swap.
+    let ids = ["r1", "r2"];
+    let mut children = [first, second];
+    let mut leader = 0;
+    for round in 0..2 {
+        let (paused, next) = (ids[leader], ids[1 - leader]);
+        nix_signal(children[leader].id(), Signal::SIGSTOP);
+        let mut seen = Vec::new();
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                seen.extend(admit_all(&mut offset));
+                seen.iter().any(|(id, _, ok)| id == next && *ok)
+            }),
+            "round {round}: {seen:?}"
+        );
+        // Keep the paused leader's stale requests flowing for a while after the takeover.
+        std::thread::sleep(Duration::from_millis(500));
         seen.extend(admit_all(&mut offset));
-        seen.iter().any(|(id, _, ok)| id == "r2" && *ok)
-    }));
-    // Keep r1's stale requests flowing for a while after r2 took over.
-    std::thread::sleep(Duration::from_millis(500));
-    seen.extend(admit_all(&mut offset));
-    let takeover = seen.iter().position(|(id, _, _)| id == "r2").unwrap();
-    let stale: Vec<_> = seen[takeover..]
-        .iter()
-        .filter(|(id, _, _)| id == "r1")
-        .collect();
-    assert!(
-        !stale.is_empty(),
-        "r1's command kept sending while its sidecar was paused"
-    );
-    assert_eq!(
-        stale.iter().filter(|(_, _, ok)| *ok).count(),
-        0,
-        "accepted stale writes: {stale:?}"
-    );
-    assert!(stale.iter().all(|(_, token, _)| *token == old_token));
+        let takeover = seen.iter().position(|(id, _, _)| id == next).unwrap();
+        let stale: Vec<_> = seen[takeover..]
+            .iter()
+            .filter(|(id, _, _)| id == paused)
+            .collect();
+        assert!(
+            !stale.is_empty(),
+            "round {round}: {paused}'s command kept sending while its sidecar was paused"
+        );
+        assert_eq!(
+            stale.iter().filter(|(_, _, ok)| *ok).count(),
+            0,
+            "round {round}: accepted stale writes: {stale:?}"
+        );
+        assert!(stale.iter().all(|(_, token, _)| *token == leader_token));
+        let new_token = seen[takeover].1;
+        assert!(new_token > leader_token, "round {round}");
 
-    // Resumed: r1 learns it lost the lease and stops its command at once.
-    nix_signal(first.id(), Signal::SIGCONT);
-    std::thread::sleep(Duration::from_millis(1500));
-    admit_all(&mut offset);
-    std::thread::sleep(Duration::from_millis(500));
-    let after = admit_all(&mut offset);
-    assert!(after.iter().all(|(id, _, _)| id == "r2"), "{after:?}");
-    assert!(after.iter().all(|(_, _, ok)| *ok));
+        // Resumed: it learns it lost the lease and stops its command at once.
+        nix_signal(children[leader].id(), Signal::SIGCONT);
+        std::thread::sleep(Duration::from_millis(1500));
+        admit_all(&mut offset);
+        std::thread::sleep(Duration::from_millis(500));
+        let after = admit_all(&mut offset);
+        assert!(
+            after.iter().all(|(id, _, _)| id == next),
+            "round {round}: {after:?}"
+        );
+        assert!(
+            after.iter().all(|(_, _, ok)| *ok),
+            "round {round}: {after:?}"
+        );
+        leader = 1 - leader;
+        leader_token = new_token;
+    }
 
-    for child in [&mut first, &mut second] {
+    for child in &mut children {
         nix_signal(child.id(), Signal::SIGTERM);
         let _ = child.wait();
     }
@@ -608,7 +641,7 @@ fn the_embedded_store_keeps_the_component_contract() {
     assert_promtool_clean(embedded.server.admin);
     let metrics = get(embedded.server.admin, "/metrics").text();
     assert!(
-        metrics.contains("grpc_method=\"LeaseKeepAlive\""),
+        metrics.contains("grpc_method=\"Watch\""),
         "{metrics}"
     );
     // SIGTERM ends the open streams and exits 0 well within the drain timeout.
