@@ -53,24 +53,8 @@ pub fn run(quick: bool) -> Result<Report, String> {
         command
     };
 
-    // Cycles: alternate the two, so that drift in the machine touches both alike.
     let podkit = podkit_binary().to_string_lossy().into_owned();
-    let (mut ours, mut theirs) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..cycles {
-        ours += timed(pinned(CLIENT_CORES, &podkit).args([
-            "lock",
-            "bench",
-            "--store",
-            &store,
-            "--ttl",
-            "10s",
-            "--log-level",
-            "warn",
-            "--",
-            "true",
-        ]))?;
-        theirs += timed(&mut etcdctl(&["lock", "--ttl", "10", "bench", "true"]))?;
-    }
+    let (ours, theirs) = lock_cycles(&podkit, &endpoints, cycles)?;
     report
         .measurements
         .push(rate("podkit lock", "acquire+release", cycles, ours));
@@ -80,28 +64,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
 
     // The same cycles on the embedded store, by both clients.
     let embedded = EmbeddedStore::start(&podkit)?;
-    let embedded_store = format!("etcd://{}", embedded.listen);
-    let (mut ours, mut theirs) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..cycles {
-        ours += timed(pinned(CLIENT_CORES, &podkit).args([
-            "lock",
-            "bench",
-            "--store",
-            &embedded_store,
-            "--ttl",
-            "10s",
-            "--log-level",
-            "warn",
-            "--",
-            "true",
-        ]))?;
-        theirs += timed(
-            pinned(CLIENT_CORES, "etcdctl")
-                .env("ETCDCTL_API", "3")
-                .arg(format!("--endpoints={}", embedded.listen))
-                .args(["lock", "--ttl", "10", "bench", "true"]),
-        )?;
-    }
+    let (ours, theirs) = lock_cycles(&podkit, &embedded.listen.to_string(), cycles)?;
     drop(embedded);
     report.measurements.push(rate(
         "podkit lock · podkit store",
@@ -228,6 +191,39 @@ impl Drop for EmbeddedStore {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `cycles` whole-process lock cycles by `podkit lock` and by `etcdctl lock` against the
+/// store at `endpoints`, alternating so that drift in the machine touches both alike;
+/// the total time of each.
+fn lock_cycles(
+    podkit: &str,
+    endpoints: &str,
+    cycles: usize,
+) -> Result<(Duration, Duration), String> {
+    let store = format!("etcd://{endpoints}");
+    let (mut ours, mut theirs) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..cycles {
+        ours += timed(pinned(CLIENT_CORES, podkit).args([
+            "lock",
+            "bench",
+            "--store",
+            &store,
+            "--ttl",
+            "10s",
+            "--log-level",
+            "warn",
+            "--",
+            "true",
+        ]))?;
+        theirs += timed(
+            pinned(CLIENT_CORES, "etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={endpoints}"))
+                .args(["lock", "--ttl", "10", "bench", "true"]),
+        )?;
+    }
+    Ok((ours, theirs))
 }
 
 fn rate(target: &str, case: &str, count: usize, total: Duration) -> Measurement {

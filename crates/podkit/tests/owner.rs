@@ -640,10 +640,7 @@ fn the_embedded_store_keeps_the_component_contract() {
     };
     assert_promtool_clean(embedded.server.admin);
     let metrics = get(embedded.server.admin, "/metrics").text();
-    assert!(
-        metrics.contains("grpc_method=\"Watch\""),
-        "{metrics}"
-    );
+    assert!(metrics.contains("grpc_method=\"Watch\""), "{metrics}");
     // SIGTERM ends the open streams and exits 0 well within the drain timeout.
     let started = Instant::now();
     let status = embedded.server.terminate(Duration::from_secs(10));

@@ -296,15 +296,7 @@ impl State {
         revision: i64,
         change: &mut Change,
     ) -> Result<PbPutResponse, RequestError> {
-        if req.key.is_empty() {
-            return Err(RequestError::EmptyKey);
-        }
-        if req.ignore_value && !req.value.is_empty() {
-            return Err(RequestError::ValueProvided);
-        }
-        if req.ignore_lease && req.lease != 0 {
-            return Err(RequestError::LeaseProvided);
-        }
+        check_put(req)?;
         if req.lease != 0 && !self.leases.contains_key(&req.lease) {
             return Err(RequestError::LeaseNotFound);
         }
@@ -652,6 +644,20 @@ fn check_txn(req: &PbTxnRequest) -> Result<(), RequestError> {
     Ok(())
 }
 
+/// What is wrong with a Put on its face, before the state is looked at.
+fn check_put(req: &PbPutRequest) -> Result<(), RequestError> {
+    if req.key.is_empty() {
+        return Err(RequestError::EmptyKey);
+    }
+    if req.ignore_value && !req.value.is_empty() {
+        return Err(RequestError::ValueProvided);
+    }
+    if req.ignore_lease && req.lease != 0 {
+        return Err(RequestError::LeaseProvided);
+    }
+    Ok(())
+}
+
 /// Validates one transaction's compares and operations; nested transactions share the
 /// budget of `max_ops`.
 fn check_ops(req: &PbTxnRequest, max_ops: usize) -> Result<(), RequestError> {
@@ -671,17 +677,7 @@ fn check_ops(req: &PbTxnRequest, max_ops: usize) -> Result<(), RequestError> {
                 Some(PbTxnOpRequest::RequestDeleteRange(d)) if d.key.is_empty() => {
                     return Err(RequestError::EmptyKey)
                 }
-                Some(PbTxnOpRequest::RequestPut(p)) => {
-                    if p.key.is_empty() {
-                        return Err(RequestError::EmptyKey);
-                    }
-                    if p.ignore_value && !p.value.is_empty() {
-                        return Err(RequestError::ValueProvided);
-                    }
-                    if p.ignore_lease && p.lease != 0 {
-                        return Err(RequestError::LeaseProvided);
-                    }
-                }
+                Some(PbTxnOpRequest::RequestPut(p)) => check_put(p)?,
                 Some(PbTxnOpRequest::RequestTxn(t)) => {
                     check_ops(t, max_ops.saturating_sub(branch.len()))?;
                 }
