@@ -211,7 +211,8 @@ fn a_new_leader_after_a_kill_and_after_a_resignation(store: OwnerStore) {
         replicas.push(Replica::start(&store, &id, dir.path(), sleep));
     }
 
-    // Resigned (SIGTERM): another replica leads within a second.
+    // Resigned (SIGTERM): another replica leads within a second (as seen by polling the
+    // replicas' /leader every 50 ms).
     let resigning = the_leader(&replicas).expect("one leader");
     let resigned_at = Instant::now();
     let _ = Command::new("kill")
@@ -221,7 +222,7 @@ fn a_new_leader_after_a_kill_and_after_a_resignation(store: OwnerStore) {
     replicas.remove(resigning);
     assert!(eventually(Duration::from_secs(3), || the_leader(&replicas).is_some()));
     assert!(
-        resigned_at.elapsed() < Duration::from_millis(2500),
+        resigned_at.elapsed() < Duration::from_secs(1),
         "{:?}",
         resigned_at.elapsed()
     );
