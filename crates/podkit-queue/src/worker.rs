@@ -194,7 +194,8 @@ async fn run_command(
     // costs one pipe and one copy rather than two.
     let (output, output_writer) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-    let mut child = tokio::process::Command::new("sh")
+    let mut command = tokio::process::Command::new("sh");
+    command
         .arg("-c")
         .arg(&spec.command)
         .env("WORK_ITEM_FILE", item_file)
@@ -203,8 +204,19 @@ async fn run_command(
         .stdout(Stdio::from(output_writer.try_clone()?))
         .stderr(Stdio::from(output_writer))
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    // A manager that is killed takes its workers with it: their items are run again
+    // when it restarts, and must not run twice at once.
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn()?;
+    // The command holds the pipe's write ends: without dropping it, the output would
+    // never reach its end.
+    drop(command);
     let group = child.id().map(|id| Pid::from_raw(id as i32));
     let output = tokio::net::unix::pipe::Receiver::from_owned_fd(output)?;
     let copies = vec![tokio::spawn(copy_output(output, log.clone()))];

@@ -351,6 +351,44 @@ fn a_worker_past_its_timeout_is_stopped_with_its_children() {
 }
 
 #[test]
+fn a_killed_manager_takes_its_workers_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = dir.path().join("items.jsonl");
+    items_file(&items, &["long".to_string()]);
+    let (_source, addr) = start_source("file", &items, &[]);
+    let pid_file = dir.path().join("worker.pid");
+    let worker = format!("echo $$ > {}; exec sleep 3007", pid_file.display());
+    let mut manager = start_manager(
+        &format!("http://{addr}"),
+        &dir.path().join("state"),
+        &worker,
+        &[],
+    );
+    assert!(eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+    }));
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    // Running, and not dead (a zombie counts as dead).
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|s| !s.trim_start().starts_with('Z'))
+        })
+    };
+    assert!(alive());
+    manager.process().kill();
+    assert!(
+        eventually(Duration::from_secs(5), || !alive()),
+        "worker {pid} outlived its manager"
+    );
+    let _ = Command::new("pkill").args(["-f", "^sleep 3007$"]).status();
+}
+
+#[test]
 fn a_malformed_source_is_reported_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     // A static site whose /api/v1/items is not an ItemList.
