@@ -310,6 +310,13 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
         state_dir: args.state.clone(),
         work_dir: work_dir.clone(),
         timeout: args.timeout.get(),
+        reaper: match crate::reaper::Reaper::start() {
+            Ok(reaper) => Some(Arc::new(reaper)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no reaper: workers will outlive a killed manager");
+                None
+            }
+        },
     });
     let metrics = QueueMetrics::register(&ctx.metrics);
     let bounds = Bounds {

@@ -29,6 +29,8 @@ pub struct WorkerSpec {
     pub work_dir: PathBuf,
     /// Longest an attempt may run.
     pub timeout: Duration,
+    /// Told of each worker's process group, to stop them if the manager dies.
+    pub reaper: Option<Arc<crate::reaper::Reaper>>,
 }
 
 /// How an attempt ended.
@@ -194,8 +196,7 @@ async fn run_command(
     // costs one pipe and one copy rather than two.
     let (output, output_writer) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-    let mut command = tokio::process::Command::new("sh");
-    command
+    let mut child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(&spec.command)
         .env("WORK_ITEM_FILE", item_file)
@@ -204,23 +205,20 @@ async fn run_command(
         .stdout(Stdio::from(output_writer.try_clone()?))
         .stderr(Stdio::from(output_writer))
         .process_group(0)
-        .kill_on_drop(true);
-    // A manager that is killed takes its workers with it: their items are run again
-    // when it restarts, and must not run twice at once.
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-        });
-    }
-    let mut child = command.spawn()?;
-    // The command holds the pipe's write ends: without dropping it, the output would
-    // never reach its end.
-    drop(command);
+        .kill_on_drop(true)
+        .spawn()?;
     let group = child.id().map(|id| Pid::from_raw(id as i32));
+    let reaper = spec.reaper.as_ref().zip(group);
+    if let Some((reaper, group)) = reaper {
+        reaper.watch(group.as_raw());
+    }
     let output = tokio::net::unix::pipe::Receiver::from_owned_fd(output)?;
     let copies = vec![tokio::spawn(copy_output(output, log.clone()))];
     let outcome = wait(spec, &mut child, group).await;
+    // `wait` has stopped the whole group.
+    if let Some((reaper, group)) = reaper {
+        reaper.forget(group.as_raw());
+    }
     // The group is gone, so the pipes are closed, unless a descendant left the group with
     // them: its output is not waited for long.
     for mut copy in copies {

@@ -145,6 +145,9 @@ pub enum QueueCommand {
     Status(QueueStatus),
     /// Try failed items again (all of them, or those named).
     Retry(QueueRetry),
+    /// Started by `queue run`: stops the workers of a manager that died.
+    #[command(hide = true)]
+    Reaper,
 }
 
 /// `podkit queue run`

@@ -206,6 +206,10 @@ fn main() -> ExitCode {
         }
         Cli::Queue(QueueCommand::Status(c)) => report(podkit_queue::status::status(&c.status)),
         Cli::Queue(QueueCommand::Retry(c)) => report(podkit_queue::status::retry(&c.retry)),
+        Cli::Queue(QueueCommand::Reaper) => {
+            podkit_queue::reaper::run_reaper();
+            ExitCode::SUCCESS
+        }
         Cli::Source(SourceCommand::Dir(c)) => {
             let items = match c.dir.items() {
                 Ok(items) => items,

@@ -356,8 +356,12 @@ fn a_killed_manager_takes_its_workers_with_it() {
     let items = dir.path().join("items.jsonl");
     items_file(&items, &["long".to_string()]);
     let (_source, addr) = start_source("file", &items, &[]);
-    let pid_file = dir.path().join("worker.pid");
-    let worker = format!("echo $$ > {}; exec sleep 3007", pid_file.display());
+    let pids = dir.path().join("pids");
+    // The worker, and a child it leaves in the background.
+    let worker = format!(
+        "sleep 3008 & echo $! $$ > {}; exec sleep 3007",
+        pids.display()
+    );
     let mut manager = start_manager(
         &format!("http://{addr}"),
         &dir.path().join("state"),
@@ -365,27 +369,31 @@ fn a_killed_manager_takes_its_workers_with_it() {
         &[],
     );
     assert!(eventually(Duration::from_secs(10), || {
-        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+        std::fs::read_to_string(&pids).is_ok_and(|t| t.ends_with('\n'))
     }));
-    let pid = std::fs::read_to_string(&pid_file)
+    let pids: Vec<String> = std::fs::read_to_string(&pids)
         .unwrap()
-        .trim()
-        .to_string();
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     // Running, and not dead (a zombie counts as dead).
-    let alive = || {
+    let alive = |pid: &str| {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
             stat.rsplit(')')
                 .next()
                 .is_some_and(|s| !s.trim_start().starts_with('Z'))
         })
     };
-    assert!(alive());
+    assert!(pids.iter().all(|p| alive(p)), "{pids:?}");
+    // SIGKILL to the manager's whole process group, as a crash or an OOM kill.
     manager.process().kill();
     assert!(
-        eventually(Duration::from_secs(5), || !alive()),
-        "worker {pid} outlived its manager"
+        eventually(Duration::from_secs(5), || !pids.iter().any(|p| alive(p))),
+        "workers {pids:?} outlived their manager"
     );
-    let _ = Command::new("pkill").args(["-f", "^sleep 3007$"]).status();
+    let _ = Command::new("pkill")
+        .args(["-f", "^sleep 300[78]$"])
+        .status();
 }
 
 #[test]
