@@ -100,10 +100,9 @@ pub fn run(quick: bool) -> Result<Report, String> {
             .into(),
     );
     report.notes.push(
-        "A perf profile of podkit's parallelism-4 run put about two thirds of the samples in \
-         the `sh` workers themselves and most of the manager's share in the kernel (process \
-         creation, files); below 0.8× xargs, the per-item work around each process is what \
-         to trim next."
+        "The manager fetches the next items' data while workers run, and a reaper process \
+         beside it (told of each worker's process group over a pipe) stops the workers if \
+         the manager dies, so workers are spawned without forking the manager."
             .into(),
     );
     Ok(report)

@@ -26,6 +26,7 @@ pub mod journal;
 pub mod manager;
 pub mod metrics;
 pub mod multi;
+pub mod prefetch;
 pub mod reaper;
 pub mod sources;
 pub mod state;

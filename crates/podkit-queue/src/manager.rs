@@ -22,6 +22,7 @@ use crate::autoscale::{self, Bounds, Mean};
 use crate::client::{Source, SourceError};
 use crate::journal::{Journal, ManagerLock};
 use crate::metrics::{OutcomeLabel, QueueMetrics, StateLabel};
+use crate::prefetch::Prefetch;
 use crate::state::{Event, Standing, State};
 use crate::status::Snapshot;
 use crate::worker::{Executor, Outcome, WorkerSpec};
@@ -355,6 +356,7 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
 
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     let mut task_items: HashMap<tokio::task::Id, (String, u32)> = HashMap::new();
+    let mut prefetch = Prefetch::default();
     let mut listing: Option<tokio::task::JoinHandle<Result<Vec<String>, SourceError>>> = None;
     // Outcomes waiting for the next sync, and the sync under way.
     let mut unsynced: Vec<Finished> = Vec::new();
@@ -444,7 +446,7 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
                     queue.running.remove(&f.item);
                 }
                 if !stopping {
-                    launch(&mut queue, &mut tasks, &mut task_items, &source, &spec);
+                    launch(&mut queue, &mut tasks, &mut task_items, &source, &spec, &mut prefetch);
                 }
                 unsynced.extend(finished);
                 start_sync(&mut queue, &mut unsynced, &mut syncing);
@@ -470,7 +472,14 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
             }
             continue;
         }
-        launch(&mut queue, &mut tasks, &mut task_items, &source, &spec);
+        launch(
+            &mut queue,
+            &mut tasks,
+            &mut task_items,
+            &source,
+            &spec,
+            &mut prefetch,
+        );
         // Counting every listed item is O(items): at most once a second.
         if last_snapshot.elapsed() >= Duration::from_secs(1) {
             last_snapshot = Instant::now();
@@ -552,6 +561,7 @@ fn launch<E: Executor>(
     task_items: &mut HashMap<tokio::task::Id, (String, u32)>,
     source: &Source,
     executor: &Arc<E>,
+    prefetch: &mut Prefetch,
 ) {
     queue.promote_due(Instant::now());
     while queue.running.len() < queue.parallelism {
@@ -561,11 +571,18 @@ fn launch<E: Executor>(
         let failures = queue.state.items.get(&item).map_or(0, |r| r.failures);
         let attempt = failures + 1;
         queue.running.insert(item.clone(), attempt);
-        let source = source.clone();
+        let fetch = prefetch.take(&item, source);
+        let base = source.base().to_string();
         let executor = executor.clone();
         let name = item.clone();
         let handle = tasks.spawn(async move {
-            let result = match source.item(&item).await {
+            let fetched = fetch.await.unwrap_or_else(|e| {
+                Err(SourceError::Unreachable {
+                    url: base,
+                    message: e.to_string(),
+                })
+            });
+            let result = match fetched {
                 Ok(data) => Ok(executor.run(&item, attempt, &data).await),
                 Err(err) if err.is_the_items_fault() => Ok((
                     Outcome::Failed(format!("the source: {err}")),
@@ -582,6 +599,8 @@ fn launch<E: Executor>(
         });
         task_items.insert(handle.id(), (name, attempt));
     }
+    // The next items' data is fetched while these run.
+    prefetch.ahead(queue.ready.iter(), source, queue.parallelism);
 }
 
 /// A sync of outcomes under way on a blocking thread.
