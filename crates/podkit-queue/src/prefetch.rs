@@ -1,6 +1,7 @@
 //! Fetching items' data ahead of their turn: while workers run, the data of the next
 //! ready items is already on its way, so a freed worker starts at once instead of
-//! waiting for a round trip to the source. At most `limit` fetches are ahead at a time.
+//! waiting for a round trip to the source. As many items are fetched ahead as there are
+//! workers.
 
 use std::collections::HashMap;
 
@@ -26,8 +27,8 @@ impl Prefetch {
             .unwrap_or_else(|| spawn_fetch(source, item))
     }
 
-    /// Starts fetching the first of `upcoming` not yet under way, keeping at most
-    /// `limit` fetches ahead; fetches of items no longer upcoming are dropped.
+    /// Keeps the first `limit` of `upcoming` fetched or being fetched; fetches of items
+    /// no longer among them are dropped.
     pub fn ahead<'a>(
         &mut self,
         upcoming: impl Iterator<Item = &'a String>,

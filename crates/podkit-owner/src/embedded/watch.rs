@@ -83,9 +83,10 @@ pub async fn session(
         let alive = tokio::select! {
             request = requests.message(), if requests_open => match request {
                 Ok(Some(request)) => stream.request(request).await,
+                // Half-closed: the watchers it made go on; with none, the stream is done.
                 Ok(None) => {
                     requests_open = false;
-                    true
+                    !stream.watchers.is_empty()
                 }
                 Err(_) => false,
             },
