@@ -42,6 +42,13 @@ impl Nutcracker {
         process.wait_ready(START_TIMEOUT, || {
             greeting(stats_addr, 1).is_ok_and(|b| b == b"{")
         })?;
+        // The stats port opens before the pools' listeners: wait for those too.
+        let pools = pool_addrs(config);
+        process.wait_ready(START_TIMEOUT, || {
+            pools
+                .iter()
+                .all(|addr| std::net::TcpStream::connect(addr).is_ok())
+        })?;
         Ok(Nutcracker {
             stats_addr,
             config: config_path,
@@ -62,5 +69,27 @@ impl Nutcracker {
     /// The running process, to stop, kill or signal it.
     pub fn process(&mut self) -> &mut ServerProcess {
         &mut self.process
+    }
+}
+
+/// The TCP addresses the pools of a nutcracker.yaml listen on (unix sockets left out).
+fn pool_addrs(config: &str) -> Vec<std::net::SocketAddr> {
+    config
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("listen:"))
+        .filter_map(|value| value.trim().trim_matches('"').parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pool_addresses_come_from_listen_lines() {
+        let config =
+            "alpha:\n  listen: 127.0.0.1:22121\n  hash: fnv1a_64\nbeta:\n  listen: /tmp/nc.sock\n";
+        assert_eq!(
+            super::pool_addrs(config),
+            vec!["127.0.0.1:22121".parse::<std::net::SocketAddr>().unwrap()]
+        );
     }
 }
