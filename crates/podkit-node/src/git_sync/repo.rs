@@ -59,12 +59,27 @@ const MAX_PACKS: usize = 64;
 pub struct Cache {
     dir: PathBuf,
     ca_file: Option<PathBuf>,
+    /// The TLS configuration, read from `ca_file` (or the system roots) once.
+    tls: std::sync::OnceLock<rustls::ClientConfig>,
 }
 
 impl Cache {
     /// The cache in `dir`, created when missing; HTTPS trusts `ca_file` when given.
     pub fn new(dir: PathBuf, ca_file: Option<PathBuf>) -> Cache {
-        Cache { dir, ca_file }
+        Cache {
+            dir,
+            ca_file,
+            tls: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The TLS configuration for HTTPS fetches, built on first use.
+    fn tls(&self) -> Result<rustls::ClientConfig, String> {
+        if let Some(tls) = self.tls.get() {
+            return Ok(tls.clone());
+        }
+        let tls = crate::http_fetch::tls_config(self.ca_file.as_deref())?;
+        Ok(self.tls.get_or_init(|| tls).clone())
     }
 
     fn open_options(&self) -> gix::open::Options {
@@ -108,7 +123,7 @@ impl Cache {
         if remote.url.starts_with("https://") {
             // TLS by rustls, trusting --ca-file or the system's roots.
             use gix::protocol::transport::client::blocking_io::http::{reqwest, Options};
-            let tls = crate::http_fetch::tls_config(self.ca_file.as_deref())?;
+            let tls = self.tls()?;
             let backend = reqwest::Options {
                 configure_client: Some(Box::new(move |builder| {
                     Ok(builder.tls_backend_preconfigured(tls.clone()))

@@ -104,7 +104,8 @@ pub fn key_bounds(key: &[u8], range_end: &[u8]) -> Bounds {
     }
 }
 
-fn bounds_are_empty(bounds: &Bounds) -> bool {
+/// Whether `bounds` can hold no key (`range_end` at or before `key`).
+pub fn bounds_are_empty(bounds: &Bounds) -> bool {
     match bounds {
         (Bound::Included(start), Bound::Excluded(end)) => end <= start,
         _ => false,

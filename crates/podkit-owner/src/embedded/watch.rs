@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
 
 use super::core::{lock, Backlog, Published, SharedCore};
-use super::state::{in_bounds, key_bounds, Bounds, EVENT_DELETE, EVENT_PUT};
+use super::state::{bounds_are_empty, in_bounds, key_bounds, Bounds, EVENT_DELETE, EVENT_PUT};
 
 /// etcd's WatchCreateRequest filters.
 const FILTER_NOPUT: i32 = 0;
@@ -204,7 +204,7 @@ impl Stream {
         if self.watchers.contains_key(&asked_id) {
             return self.refuse(current, DUPLICATE_ID).await;
         }
-        if range_is_empty(&watcher.bounds) {
+        if bounds_are_empty(&watcher.bounds) {
             return self.refuse(current, EMPTY_RANGE).await;
         }
         let id = if asked_id != 0 {
@@ -307,10 +307,6 @@ impl Stream {
         }
         true
     }
-}
-
-fn range_is_empty(bounds: &Bounds) -> bool {
-    matches!(bounds, (std::ops::Bound::Included(start), std::ops::Bound::Excluded(end)) if end <= start)
 }
 
 #[cfg(test)]
