@@ -1,4 +1,4 @@
-//! `queue`: items per second through `podkit queue run` (durable journal on) against
+//! `queue`: items per second through `podkit queue run` (durable state on) against
 //! `xargs -P N` over the same item list, with a trivial worker (`true`), both on the same
 //! two cores.
 
@@ -28,7 +28,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
     ));
     report.setup.push(format!(
         "{items} items; worker `true` run by `sh -c` for each item in both; podkit queue run \
-         --parallelism N --exit-when-done with its journal synced on every batch of outcomes, \
+         --parallelism N --exit-when-done with its state database synced on every batch of outcomes, \
          item files under /dev/shm and per-item logs (made when a worker writes), fetching \
          each item from `podkit source file`; \
          xargs -P N -I{{}} sh -c true _ {{}} over the list of names"
@@ -96,7 +96,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
     report.ratios.push(("podkit".into(), "xargs".into()));
     report.notes.push(
         "podkit's figure includes its start, the first listing of the source, an HTTP fetch \
-         per item and the journal's fsyncs; xargs keeps no state and retries nothing."
+         per item and the state database's fsyncs; xargs keeps no state and retries nothing."
             .into(),
     );
     report.notes.push(
@@ -131,17 +131,20 @@ fn timed(command: &mut Command) -> Result<f64, String> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Checks that the manager recorded every item as done.
+/// Checks that the manager recorded every item as done, as `podkit queue status` reads
+/// its state.
 fn check_done(state: &Path, items: usize) -> Result<(), String> {
-    let journal =
-        std::fs::read_to_string(state.join("journal.jsonl")).map_err(|e| e.to_string())?;
-    let done = journal
-        .lines()
-        .filter(|l| l.contains("\"event\":\"done\""))
-        .count();
+    let output = Command::new(podkit_binary())
+        .args(["queue", "status", "--json", "--state"])
+        .arg(state)
+        .output()
+        .map_err(|e| format!("podkit queue status: {e}"))?;
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("podkit queue status --json: {e}"))?;
+    let done = report["done"].as_u64().unwrap_or(0) as usize;
     if done == items {
         Ok(())
     } else {
-        Err(format!("the journal records {done} of {items} items done"))
+        Err(format!("the state records {done} of {items} items done"))
     }
 }

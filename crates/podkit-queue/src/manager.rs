@@ -1,7 +1,7 @@
 //! `podkit queue run`: chapter 10's shared work-queue manager. Every `--poll` it lists the
 //! source's items, sets aside those already done or out of attempts (a set lookup per
 //! item, not the book's scan of every job per item), and runs workers for the rest, up to
-//! the parallelism. Each outcome is written to the journal and synced before it is logged
+//! the parallelism. Each outcome is committed to the state database and synced before it is logged
 //! or counted (outcomes that finish together share one fsync, done on a blocking thread
 //! while the loop starts the next workers); failed attempts are retried with exponential
 //! back-off, then parked as failed. After a crash, items that were running, or finished
@@ -20,11 +20,11 @@ use tokio::task::JoinSet;
 
 use crate::autoscale::{self, Bounds, Mean};
 use crate::client::{Source, SourceError};
-use crate::journal::{Journal, ManagerLock};
 use crate::metrics::{OutcomeLabel, QueueMetrics, StateLabel};
 use crate::prefetch::Prefetch;
 use crate::state::{Event, Standing, State};
 use crate::status::Snapshot;
+use crate::store::{ManagerLock, Store, StoreError};
 use crate::worker::{Executor, Outcome, WorkerSpec};
 
 /// `--parallelism N` or `auto`.
@@ -58,7 +58,7 @@ pub struct RunArgs {
     /// The worker command, run by `sh -c` once per item with `WORK_ITEM_FILE` set.
     #[arg(long, env = "PODKIT_WORKER", value_name = "COMMAND")]
     pub worker: String,
-    /// Directory of the durable state (journal), item files and per-item logs.
+    /// Directory of the durable state (a redb database), item files and per-item logs.
     #[arg(long, env = "PODKIT_STATE", value_name = "DIR")]
     pub state: PathBuf,
     /// Workers at once: a number, or `auto` to follow the arrival rate (see --min, --max).
@@ -157,8 +157,6 @@ struct Finished {
 /// The manager's working memory beside the durable state.
 struct Queue {
     state: State,
-    /// Away while a sync runs on a blocking thread.
-    journal: Option<Journal>,
     /// Items waiting for a worker, in listing order.
     ready: VecDeque<String>,
     /// Items waiting for their retry time.
@@ -290,9 +288,9 @@ fn backoff(base: Duration, failures: u32) -> Duration {
 /// Runs the manager until shutdown (or, with `--exit-when-done`, until the batch ends).
 pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
     args.validate()?;
-    let _held = ManagerLock::take(&args.state)
+    let held = ManagerLock::take(&args.state)
         .map_err(|e| ComponentError::runtime(format!("--state {}: {e}", args.state.display())))?;
-    let (journal, state) = Journal::open(&args.state)
+    let (store, state) = Store::open(&args.state, &held)
         .map_err(|e| ComponentError::runtime(format!("--state {}: {e}", args.state.display())))?;
     let source = Source::new(&args.source, Duration::from_secs(30));
     let work_dir = args.work_dir.clone().unwrap_or_else(|| {
@@ -331,7 +329,6 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
     let now = Instant::now();
     let mut queue = Queue {
         state,
-        journal: Some(journal),
         ready: VecDeque::new(),
         delayed: BinaryHeap::new(),
         queued: HashSet::new(),
@@ -371,10 +368,13 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
         let retry_at = queue.next_retry();
         tokio::select! {
             _ = poll.tick(), if !stopping => {
-                if let Some(journal) = queue.journal.as_mut() {
-                    if let Err(err) = journal.catch_up(&mut queue.state) {
-                        return Err(ComponentError::runtime(format!("journal: {err}")));
+                // Retries asked for by `podkit queue retry` while the manager runs.
+                match store.take_requests(&args.state, &mut queue.state, args.max_attempts) {
+                    Ok(revived) if !revived.is_empty() => {
+                        tracing::info!(items = revived.len(), "items revived by a retry request");
                     }
+                    Ok(_) => {}
+                    Err(err) => return Err(ComponentError::runtime(format!("state: {err}"))),
                 }
                 // The listing runs beside the loop: workers keep being recorded and
                 // replaced, and shutdown noticed, while a slow source answers.
@@ -449,16 +449,15 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
                     launch(&mut queue, &mut tasks, &mut task_items, &source, &spec, &mut prefetch);
                 }
                 unsynced.extend(finished);
-                start_sync(&mut queue, &mut unsynced, &mut syncing);
+                start_sync(&store, &mut unsynced, &mut syncing);
             }
             synced = async { (&mut syncing.as_mut().expect("guarded").handle).await }, if syncing.is_some() => {
                 let Some(batch) = syncing.take() else { continue };
-                let (journal, written) = synced
-                    .map_err(|e| ComponentError::runtime(format!("journal: {e}")))?;
-                queue.journal = Some(journal);
-                written.map_err(|e| ComponentError::runtime(format!("journal: {e}")))?;
+                synced
+                    .map_err(|e| ComponentError::runtime(format!("state: {e}")))?
+                    .map_err(|e| ComponentError::runtime(format!("state: {e}")))?;
                 acknowledge(&mut queue, batch.finished, &batch.events, &args, &metrics);
-                start_sync(&mut queue, &mut unsynced, &mut syncing);
+                start_sync(&store, &mut unsynced, &mut syncing);
             }
             _ = sleep_until(retry_at), if retry_at.is_some() && !stopping => {}
             _ = ctx.shutdown.triggered(), if !stopping => {
@@ -607,7 +606,7 @@ fn launch<E: Executor>(
 struct Sync {
     finished: Vec<Finished>,
     events: Vec<Event>,
-    handle: tokio::task::JoinHandle<(Journal, std::io::Result<()>)>,
+    handle: tokio::task::JoinHandle<Result<(), StoreError>>,
 }
 
 /// The events that record what finished (nothing for a fetch that will be tried again).
@@ -634,23 +633,18 @@ fn events_of(finished: &[Finished]) -> Vec<Event> {
     events
 }
 
-/// Starts syncing every waiting outcome in one write and one fsync (group commit), unless
+/// Starts syncing every waiting outcome in one transaction (group commit), unless
 /// a sync is already under way: outcomes that finish meanwhile go in the next one. The
 /// loop goes on starting workers while the disk works.
-fn start_sync(queue: &mut Queue, unsynced: &mut Vec<Finished>, syncing: &mut Option<Sync>) {
+fn start_sync(store: &Store, unsynced: &mut Vec<Finished>, syncing: &mut Option<Sync>) {
     if syncing.is_some() || unsynced.is_empty() {
         return;
     }
-    let Some(mut journal) = queue.journal.take() else {
-        return;
-    };
     let finished = std::mem::take(unsynced);
     let events = events_of(&finished);
     let to_write = events.clone();
-    let handle = tokio::task::spawn_blocking(move || {
-        let written = journal.append(&to_write);
-        (journal, written)
-    });
+    let store = store.clone();
+    let handle = tokio::task::spawn_blocking(move || store.record(&to_write));
     *syncing = Some(Sync {
         finished,
         events,

@@ -1,5 +1,5 @@
-//! What the manager remembers about items, as events and their fold. Pure: the journal
-//! ([`crate::journal`]) stores the events; this module says what they mean.
+//! What the manager remembers about items, as events and their fold. Pure: the store
+//! ([`crate::store`]) keeps the fold durably; this module says what events mean.
 //!
 //! Every event sets an item's whole remembered state, so applying a sequence of events
 //! again, in the same order, gives the same result.
@@ -39,15 +39,19 @@ impl Event {
 }
 
 /// What is remembered of one item.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Remembered {
     /// Whether an attempt succeeded.
+    #[serde(default)]
     pub done: bool,
     /// Failed attempts since the last retry.
+    #[serde(default)]
     pub failures: u32,
     /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// How long the successful attempt took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secs: Option<f64>,
 }
 
@@ -62,6 +66,24 @@ pub enum Standing {
 }
 
 impl Remembered {
+    /// Applies one event about this item.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Done { secs, .. } => {
+                self.done = true;
+                self.secs = Some(*secs);
+            }
+            Event::Failed {
+                attempt, reason, ..
+            } => {
+                self.done = false;
+                self.failures = *attempt;
+                self.last_error = Some(reason.clone());
+            }
+            Event::Retry { .. } => *self = Remembered::default(),
+        }
+    }
+
     /// Where the item stands when `max_attempts` attempts are allowed.
     pub fn standing(&self, max_attempts: u32) -> Standing {
         if self.done {
@@ -83,47 +105,10 @@ pub struct State {
 impl State {
     /// Applies one event.
     pub fn apply(&mut self, event: &Event) {
-        let entry = self.items.entry(event.item().to_string()).or_default();
-        match event {
-            Event::Done { secs, .. } => {
-                entry.done = true;
-                entry.secs = Some(*secs);
-            }
-            Event::Failed {
-                attempt, reason, ..
-            } => {
-                entry.done = false;
-                entry.failures = *attempt;
-                entry.last_error = Some(reason.clone());
-            }
-            Event::Retry { .. } => *entry = Remembered::default(),
-        }
-    }
-
-    /// The events that rebuild this state, one or two per item (for compaction).
-    pub fn snapshot(&self) -> Vec<Event> {
-        let mut names: Vec<&String> = self.items.keys().collect();
-        names.sort();
-        let mut events = Vec::new();
-        for name in names {
-            let r = &self.items[name];
-            if r.failures > 0 {
-                events.push(Event::Failed {
-                    item: name.clone(),
-                    attempt: r.failures,
-                    reason: r.last_error.clone().unwrap_or_default(),
-                    secs: 0.0,
-                });
-            }
-            if r.done {
-                events.push(Event::Done {
-                    item: name.clone(),
-                    attempt: r.failures + 1,
-                    secs: r.secs.unwrap_or(0.0),
-                });
-            }
-        }
-        events
+        self.items
+            .entry(event.item().to_string())
+            .or_default()
+            .apply(event);
     }
 
     /// Counts of items by standing.
@@ -178,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn applying_again_changes_nothing_and_snapshots_rebuild() {
+    fn applying_again_changes_nothing() {
         let events = [
             failed("a", 1),
             failed("b", 1),
@@ -196,13 +181,7 @@ mod tests {
         let mut twice = once.clone();
         events.iter().for_each(|e| twice.apply(e));
         assert_eq!(once, twice);
-        let mut rebuilt = State::default();
-        once.snapshot().iter().for_each(|e| rebuilt.apply(e));
-        for (name, r) in &once.items {
-            let back = &rebuilt.items.get(name).cloned().unwrap_or_default();
-            assert_eq!(back.standing(3), r.standing(3), "{name}");
-            assert_eq!(back.failures, r.failures, "{name}");
-        }
+        assert_eq!(once.counts(2), (1, 1, 1));
     }
 
     #[test]

@@ -1,16 +1,17 @@
 //! `podkit queue status` and `podkit queue retry`: reading and amending a manager's state
 //! directory from another process, while the manager runs or after it stopped.
 //!
-//! The manager writes a [`Snapshot`] (`status.json`) at most once a second; the journal
-//! has the durable counts when no manager runs.
+//! The manager writes a [`Snapshot`] (`status.json`) at most once a second; when no
+//! manager runs, the state database has the durable counts. A retry is recorded in the
+//! database directly, or handed to the running manager as a request file.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::journal;
-use crate::state::{Event, Standing};
+use crate::state::Event;
+use crate::store::{self, ReaderLock, RetryRequest, Store};
 
 /// The file name of the manager's snapshot.
 pub const SNAPSHOT: &str = "status.json";
@@ -134,7 +135,38 @@ fn running_snapshot(state: &Path) -> Option<Snapshot> {
     std::fs::read(state.join(SNAPSHOT))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok())
-        .filter(|_| journal::manager_running(state))
+        .filter(|snapshot| Path::new(&format!("/proc/{}", snapshot.pid)).exists())
+        .filter(|_| store::manager_running(state))
+}
+
+/// Who has a state directory, as `status` and `retry` find it.
+enum Holder {
+    /// A manager runs on it and reports this.
+    Manager(Snapshot),
+    /// No manager runs: it is ours until dropped.
+    Nobody(ReaderLock),
+}
+
+/// Finds who has `state`, waiting a moment for a manager that is starting (no snapshot
+/// yet).
+fn holder(state: &Path) -> Result<Holder, String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(snapshot) = running_snapshot(state) {
+            return Ok(Holder::Manager(snapshot));
+        }
+        let lock = ReaderLock::take(state).map_err(|e| format!("{}: {e}", state.display()))?;
+        if let Some(lock) = lock {
+            return Ok(Holder::Nobody(lock));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{}: a manager holds it but reports no status",
+                state.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 impl Snapshot {
@@ -203,16 +235,21 @@ pub fn watch(args: &StatusArgs) -> Result<String, String> {
     status(args)
 }
 
-/// `podkit queue status`: what a running manager reports, else what the journal holds.
+/// `podkit queue status`: what a running manager reports, else what the state holds.
 pub fn status(args: &StatusArgs) -> Result<String, String> {
-    if let Some(snapshot) = running_snapshot(&args.state) {
-        return Ok(if args.json {
-            serde_json::to_string_pretty(&snapshot).unwrap_or_default() + "\n"
-        } else {
-            snapshot.render()
-        });
-    }
-    let state = journal::read(&args.state).map_err(|e| format!("{}: {e}", args.state.display()))?;
+    let held = match holder(&args.state)? {
+        Holder::Manager(snapshot) => {
+            return Ok(if args.json {
+                serde_json::to_string_pretty(&snapshot).unwrap_or_default() + "\n"
+            } else {
+                snapshot.render()
+            });
+        }
+        Holder::Nobody(held) => held,
+    };
+    let state =
+        store::read(&args.state, &held).map_err(|e| format!("{}: {e}", args.state.display()))?;
+    drop(held);
     let (retrying, done, failed) = state.counts(args.max_attempts);
     if args.json {
         return Ok(serde_json::json!({
@@ -222,50 +259,59 @@ pub fn status(args: &StatusArgs) -> Result<String, String> {
             + "\n");
     }
     let mut out = format!(
-        "no manager running; the journal holds {done} done, {failed} failed, {retrying} waiting to be retried\n"
+        "no manager running; the state holds {done} done, {failed} failed, {retrying} waiting to be retried\n"
     );
-    let mut failed_items: Vec<(&String, &Option<String>)> = state
-        .items
+    for name in store::failed_items(&state, args.max_attempts)
         .iter()
-        .filter(|(_, r)| r.standing(args.max_attempts) == Standing::Failed)
-        .map(|(n, r)| (n, &r.last_error))
-        .collect();
-    failed_items.sort();
-    for (name, error) in failed_items.iter().take(20) {
-        out.push_str(&format!(
-            "  failed: {name} ({})\n",
-            error.as_deref().unwrap_or("?")
-        ));
+        .take(20)
+    {
+        let error = state.items[name].last_error.as_deref().unwrap_or("?");
+        out.push_str(&format!("  failed: {name} ({error})\n"));
     }
     Ok(out)
 }
 
-/// `podkit queue retry`: appends retry events for the named (or all failed) items.
+/// `podkit queue retry`: makes the named (or all failed) items pending again, in the
+/// state database, or through the running manager.
 pub fn retry(args: &RetryArgs) -> Result<String, String> {
-    let state = journal::read(&args.state).map_err(|e| format!("{}: {e}", args.state.display()))?;
-    let names: Vec<String> = if args.items.is_empty() {
-        let mut failed: Vec<String> = state
-            .items
-            .iter()
-            .filter(|(_, r)| r.standing(args.max_attempts) == Standing::Failed)
-            .map(|(n, _)| n.clone())
-            .collect();
-        failed.sort();
-        failed
-    } else {
-        args.items.clone()
-    };
-    let events: Vec<Event> = names
-        .iter()
-        .map(|item| Event::Retry { item: item.clone() })
-        .collect();
-    journal::append_to(&args.state, &events)
-        .map_err(|e| format!("{}: {e}", args.state.display()))?;
-    let mut out = Vec::new();
-    let _ = writeln!(
-        out,
-        "{} item(s) will be tried again at the manager's next poll",
-        names.len()
-    );
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    let in_dir = |e: &dyn std::fmt::Display| format!("{}: {e}", args.state.display());
+    let named = (!args.items.is_empty()).then(|| args.items.clone());
+    match holder(&args.state)? {
+        Holder::Nobody(held) => {
+            let (store, state) = Store::open(&args.state, &held).map_err(|e| in_dir(&e))?;
+            let names = named.unwrap_or_else(|| store::failed_items(&state, args.max_attempts));
+            let events: Vec<Event> = names
+                .iter()
+                .map(|item| Event::Retry { item: item.clone() })
+                .collect();
+            store.record(&events).map_err(|e| in_dir(&e))?;
+            Ok(format!(
+                "{} item(s) will be tried again at the manager's next poll\n",
+                names.len()
+            ))
+        }
+        Holder::Manager(snapshot) => {
+            let what = named.as_ref().map_or("every failed item".to_string(), |n| {
+                format!("{} item(s)", n.len())
+            });
+            let request = store::hand_over(&args.state, &RetryRequest { items: named })
+                .map_err(|e| in_dir(&e))?;
+            // The manager removes the request once it has recorded it, at its next poll.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while request.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(if request.exists() {
+                format!(
+                    "{what}: handed to the running manager (pid {}), which records it at its next poll\n",
+                    snapshot.pid
+                )
+            } else {
+                format!(
+                    "{what}: recorded by the running manager (pid {}); tried again now\n",
+                    snapshot.pid
+                )
+            })
+        }
+    }
 }

@@ -327,6 +327,47 @@ fn failures_are_retried_then_parked_and_retry_revives_them() {
 }
 
 #[test]
+fn retry_reaches_a_running_manager() {
+    let names: Vec<String> = ["ok-1", "flaky-1", "ok-2"].map(String::from).to_vec();
+    let (dir, _source, addr) = items_source(&names);
+    let state = dir.path().join("state");
+    let fixed = dir.path().join("fixed");
+    // flaky-1 fails until the file `fixed` exists.
+    let worker = format!(
+        "case \"$WORK_ITEM_NAME\" in flaky-*) test -e {} || exit 5;; esac",
+        fixed.display()
+    );
+    let _manager = start_manager(
+        &format!("http://{addr}"),
+        &state,
+        &worker,
+        &["--poll", "200ms", "--max-attempts", "1"],
+    );
+    let state_s = state.to_str().unwrap();
+    let counts = |want: &str| {
+        eventually(Duration::from_secs(20), || {
+            queue_command(&["status", "--state", state_s])
+                .1
+                .contains(want)
+        })
+    };
+    assert!(counts("2 done, 1 failed"), "flaky-1 is parked as failed");
+    std::fs::write(&fixed, "").unwrap();
+    let (status, said) = queue_command(&["retry", "--state", state_s, "flaky-1"]);
+    assert!(status.success(), "{said}");
+    assert!(
+        said.contains("1 item(s): recorded by the running manager"),
+        "{said}"
+    );
+    assert!(
+        counts("3 done, 0 failed"),
+        "the revived item ran and passed"
+    );
+    let log = std::fs::read_to_string(state.join("logs/flaky-1.log")).unwrap();
+    assert!(log.contains("failed: exit status 5"), "{log}");
+}
+
+#[test]
 fn a_worker_past_its_timeout_is_stopped_with_its_children() {
     let dir = tempfile::tempdir().unwrap();
     let items = dir.path().join("items.jsonl");
@@ -519,7 +560,8 @@ fn a_source_of_100000_items_is_diffed_against_the_state_without_trouble() {
     let names: Vec<String> = (0..100_000).map(|i| format!("item-{i:06}")).collect();
     let items = dir.path().join("items.jsonl");
     items_file(&items, &names);
-    // The first 99,990 are already done: a journal as the manager writes it.
+    // The first 99,990 are already done, as the journal of an earlier podkit recorded
+    // them: the manager imports it into its database, then diffs the listing against it.
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
     let mut journal = String::new();
@@ -810,7 +852,7 @@ fn status_watch_follows_the_manager_until_it_stops() {
     );
     assert!(
         out.trim_end().ends_with(
-            "no manager running; the journal holds 10 done, 0 failed, 0 waiting to be retried"
+            "no manager running; the state holds 10 done, 0 failed, 0 waiting to be retried"
         ),
         "{out}"
     );
