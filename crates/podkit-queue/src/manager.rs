@@ -58,7 +58,7 @@ pub struct RunArgs {
     /// The worker command, run by `sh -c` once per item with `WORK_ITEM_FILE` set.
     #[arg(long, env = "PODKIT_WORKER", value_name = "COMMAND")]
     pub worker: String,
-    /// Directory of the durable state (a redb database), item files and per-item logs.
+    /// Directory of the durable state (a fjall database), item files and per-item logs.
     #[arg(long, env = "PODKIT_STATE", value_name = "DIR")]
     pub state: PathBuf,
     /// Workers at once: a number, or `auto` to follow the arrival rate (see --min, --max).

@@ -1,5 +1,6 @@
-//! The manager's durable state: a redb database (`state.redb` under `--state`) with one
-//! row per item, what [`Remembered`] holds, committed and fsynced before an outcome is
+//! The manager's durable state: a fjall keyspace (`db/` under `--state`, an LSM tree with
+//! a write-ahead journal) with one row per item, what [`Remembered`] holds. A batch of
+//! outcomes is committed and its journal synced (`fdatasync`) before the outcomes are
 //! acknowledged in logs or metrics.
 //!
 //! One process at a time opens the database: the manager while it runs, holding
@@ -15,19 +16,19 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use fjall::{Keyspace, PartitionHandle, PersistMode};
 use nix::fcntl::{Flock, FlockArg};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{Event, Remembered, Standing, State};
 
-/// The database's file name under the state directory.
-pub const FILE: &str = "state.redb";
-/// Item name → [`Remembered`] as JSON.
-const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
+/// The database's directory under the state directory.
+pub const DB_DIR: &str = "db";
+/// The partition of item name → [`Remembered`] as JSON.
+const ITEMS: &str = "items";
 /// Held exclusively by the manager, shared by a `status` or `retry` reading the state.
 const MANAGER_LOCK: &str = "manager.lock";
 /// Held exclusively by a `status` or `retry` while it has the database open.
@@ -47,7 +48,7 @@ pub enum StoreError {
     #[error("{0}")]
     Io(#[from] io::Error),
     #[error("{path}: {source}")]
-    Database { path: PathBuf, source: redb::Error },
+    Database { path: PathBuf, source: fjall::Error },
 }
 
 /// A hold on a state directory that allows opening its database: a [`ManagerLock`] or a
@@ -131,10 +132,13 @@ pub fn manager_running(dir: &Path) -> bool {
         )
 }
 
-/// The open database. Clones share it; redb runs one write transaction at a time.
+/// The open database. Clones share it; records are made one batch at a time.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    keyspace: Keyspace,
+    items: PartitionHandle,
+    /// Held while a batch reads and rewrites its items' rows.
+    writing: Arc<Mutex<()>>,
     path: PathBuf,
 }
 
@@ -149,71 +153,83 @@ impl Store {
     /// item.
     pub fn open(dir: &Path, _held: &impl Hold) -> Result<(Store, State), StoreError> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(FILE);
-        let db = Database::create(&path).map_err(|e| StoreError::Database {
+        let path = dir.join(DB_DIR);
+        let error = |source| StoreError::Database {
             path: path.clone(),
-            source: e.into(),
-        })?;
+            source,
+        };
+        let keyspace = fjall::Config::new(&path).open().map_err(error)?;
+        let items = keyspace
+            .open_partition(ITEMS, Default::default())
+            .map_err(error)?;
         let store = Store {
-            db: Arc::new(db),
-            path,
+            keyspace,
+            items,
+            writing: Arc::new(Mutex::new(())),
+            path: path.clone(),
         };
         store.import_legacy_journal(dir)?;
         let state = store.load()?;
         Ok((store, state))
     }
 
-    fn error(&self, source: impl Into<redb::Error>) -> StoreError {
+    fn error(&self, source: fjall::Error) -> StoreError {
         StoreError::Database {
             path: self.path.clone(),
-            source: source.into(),
+            source,
         }
     }
 
     fn load(&self) -> Result<State, StoreError> {
         let mut state = State::default();
-        let txn = self.db.begin_read().map_err(|e| self.error(e))?;
-        let table = match txn.open_table(ITEMS) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(state),
-            Err(e) => return Err(self.error(e)),
-        };
-        for row in table.iter().map_err(|e| self.error(e))? {
+        for row in self.items.iter() {
             let (name, value) = row.map_err(|e| self.error(e))?;
-            match serde_json::from_slice::<Remembered>(value.value()) {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            match serde_json::from_slice::<Remembered>(&value) {
                 Ok(remembered) => {
-                    state.items.insert(name.value().to_string(), remembered);
+                    state.items.insert(name, remembered);
                 }
                 Err(err) => {
-                    tracing::warn!(item = name.value(), error = %err, "state: skipping an unreadable row")
+                    tracing::warn!(item = %name, error = %err, "state: skipping an unreadable row")
                 }
             }
         }
         Ok(state)
     }
 
-    /// Records `events` in one transaction, synced to disk before it returns: only then
-    /// may they be acknowledged.
+    /// Records `events` in one batch, synced to disk before it returns: only then may
+    /// they be acknowledged.
     pub fn record(&self, events: &[Event]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(|e| self.error(e))?;
-        {
-            let mut table = txn.open_table(ITEMS).map_err(|e| self.error(e))?;
-            for event in events {
-                let mut remembered = match table.get(event.item()).map_err(|e| self.error(e))? {
-                    Some(value) => serde_json::from_slice(value.value()).unwrap_or_default(),
-                    None => Remembered::default(),
-                };
-                remembered.apply(event);
-                let value = serde_json::to_vec(&remembered).map_err(io::Error::other)?;
-                table
-                    .insert(event.item(), value.as_slice())
-                    .map_err(|e| self.error(e))?;
-            }
+        let _writing = self.writing.lock().unwrap_or_else(|p| p.into_inner());
+        // Later events about an item in the same batch build on earlier ones.
+        let mut updated: std::collections::HashMap<&str, Remembered> =
+            std::collections::HashMap::new();
+        for event in events {
+            let remembered = match updated.entry(event.item()) {
+                std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    let stored = self.items.get(event.item()).map_err(|e| self.error(e))?;
+                    entry.insert(
+                        stored
+                            .and_then(|value| serde_json::from_slice(&value).ok())
+                            .unwrap_or_default(),
+                    )
+                }
+            };
+            remembered.apply(event);
         }
-        txn.commit().map_err(|e| self.error(e))
+        let mut batch = self
+            .keyspace
+            .batch()
+            .durability(Some(PersistMode::SyncData));
+        for (item, remembered) in updated {
+            let value = serde_json::to_vec(&remembered).map_err(io::Error::other)?;
+            batch.insert(&self.items, item, value);
+        }
+        batch.commit().map_err(|e| self.error(e))
     }
 
     /// Records the retry requests waiting under `dir/requests` and applies them to
@@ -342,7 +358,7 @@ fn pending_requests(dir: &Path) -> io::Result<Vec<PathBuf>> {
 /// Reads the state under `dir`, which the caller holds; an empty state when nothing was
 /// ever recorded there.
 pub fn read(dir: &Path, held: &impl Hold) -> Result<State, StoreError> {
-    if !dir.join(FILE).exists() && !dir.join(LEGACY_JOURNAL).exists() {
+    if !dir.join(DB_DIR).exists() && !dir.join(LEGACY_JOURNAL).exists() {
         return Ok(State::default());
     }
     Store::open(dir, held).map(|(_, state)| state)
