@@ -1,6 +1,7 @@
 //! A client connection: requests are read and sent to their servers at once (pipelined),
 //! and replies are written back in the order the requests came.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,7 +9,6 @@ use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use crate::pool::Pool;
 
@@ -39,6 +39,11 @@ pub trait Session: Send + 'static {
 
 /// Serves one client until it closes, sends QUIT or garbage, or shutdown starts (then the
 /// requests already read are answered and the connection closed).
+///
+/// One task reads requests and writes answers: an answer wakes the task that will write
+/// it, with no hand-off to a second task per request. Answers that are ready together
+/// leave in one write, so a pipeline's replies cost one system call (as nutcracker's
+/// writev does) rather than one each.
 pub async fn serve<S, IO>(
     io: IO,
     pool: Arc<Pool>,
@@ -48,102 +53,83 @@ pub async fn serve<S, IO>(
     S: Session,
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut reader, writer) = tokio::io::split(io);
-    let (tx, rx) = mpsc::channel::<AnswerFuture>(4096);
-    let writing = tokio::spawn(write_answers(rx, writer));
+    let (mut reader, mut writer) = tokio::io::split(io);
     // Small to start: an idle client costs little; a busy one grows its buffer.
     let mut buf = BytesMut::with_capacity(READ_START);
-    'reading: loop {
-        let read = tokio::select! {
-            read = reader.read_buf(&mut buf) => read,
-            _ = shutdown.triggered() => break,
-        };
-        match read {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        for answer in session.requests(&mut buf, &pool) {
-            if tx.send(answer).await.is_err() {
-                break 'reading;
-            }
-        }
-        if buf.capacity() - buf.len() < READ_START / 4 {
-            buf.reserve(buf.capacity().clamp(READ_START, READ_MAX));
-        }
-    }
-    drop(tx);
-    let _ = writing.await;
-}
-
-/// A client's first read buffer.
-const READ_START: usize = 2 << 10;
-/// The most a client's read buffer grows by at once.
-const READ_MAX: usize = 64 << 10;
-
-/// Bytes of answers gathered before they are written even if more are ready.
-const WRITE_BATCH: usize = 64 << 10;
-
-/// Writes the answers in order. Answers that are already there when the previous one is
-/// written go out in the same write, so a pipeline's replies leave in one system call
-/// (as nutcracker's writev does) rather than one each.
-async fn write_answers<W: AsyncWrite + Unpin>(
-    mut answers: mpsc::Receiver<AnswerFuture>,
-    mut writer: W,
-) {
+    let mut answers: VecDeque<AnswerFuture> = VecDeque::new();
     let mut out = BytesMut::new();
-    loop {
-        let next = if out.is_empty() {
-            answers.recv().await
-        } else {
-            match answers.try_recv() {
-                Ok(next) => Some(next),
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    if writer.write_all(&out).await.is_err() {
-                        return;
-                    }
-                    out.clear();
-                    continue;
+    let mut reading = true;
+    while reading || !answers.is_empty() {
+        tokio::select! {
+            biased;
+            first = front(&mut answers), if !answers.is_empty() => {
+                answers.pop_front();
+                let mut closing = gather(&mut out, first);
+                // The answers ready behind it go in the same write.
+                while !closing && out.len() < WRITE_BATCH {
+                    let Some(next) = answers.front_mut() else { break };
+                    let Poll::Ready(answer) = poll_once(next).await else { break };
+                    answers.pop_front();
+                    closing = gather(&mut out, answer);
                 }
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-            }
-        };
-        let Some(mut answer) = next else { break };
-        let answer = match poll_once(&mut answer).await {
-            Poll::Ready(answer) => answer,
-            Poll::Pending => {
-                // Not there yet: what is ready goes out while it is awaited.
                 if !out.is_empty() {
                     if writer.write_all(&out).await.is_err() {
                         return;
                     }
                     out.clear();
                 }
-                answer.await
-            }
-        };
-        match answer {
-            Answer::Reply(bytes) => {
-                out.extend_from_slice(&bytes);
-                if out.len() >= WRITE_BATCH {
-                    if writer.write_all(&out).await.is_err() {
-                        return;
-                    }
-                    out.clear();
+                if closing {
+                    break;
                 }
             }
-            Answer::Close(bytes) => {
-                out.extend_from_slice(&bytes);
-                let _ = writer.write_all(&out).await;
-                let _ = writer.shutdown().await;
-                return;
+            read = reader.read_buf(&mut buf), if reading && answers.len() < MAX_WAITING => {
+                match read {
+                    Ok(0) | Err(_) => reading = false,
+                    Ok(_) => {
+                        answers.extend(session.requests(&mut buf, &pool));
+                        if buf.capacity() - buf.len() < READ_START / 4 {
+                            buf.reserve(buf.capacity().clamp(READ_START, READ_MAX));
+                        }
+                    }
+                }
             }
-            Answer::Silent => {}
+            _ = shutdown.triggered(), if reading => reading = false,
         }
     }
-    if !out.is_empty() {
-        let _ = writer.write_all(&out).await;
-    }
     let _ = writer.shutdown().await;
+}
+
+/// A client's first read buffer.
+const READ_START: usize = 2 << 10;
+/// The most a client's read buffer grows by at once.
+const READ_MAX: usize = 64 << 10;
+/// Requests read but not yet answered before reading pauses.
+const MAX_WAITING: usize = 4096;
+/// Bytes of answers gathered before they are written even if more are ready.
+const WRITE_BATCH: usize = 64 << 10;
+
+/// The first answer, once it is there.
+async fn front(answers: &mut VecDeque<AnswerFuture>) -> Answer {
+    std::future::poll_fn(|cx| match answers.front_mut() {
+        Some(answer) => answer.as_mut().poll(cx),
+        None => Poll::Pending,
+    })
+    .await
+}
+
+/// Adds `answer` to what is to be written; whether the connection closes after it.
+fn gather(out: &mut BytesMut, answer: Answer) -> bool {
+    match answer {
+        Answer::Reply(bytes) => {
+            out.extend_from_slice(&bytes);
+            false
+        }
+        Answer::Close(bytes) => {
+            out.extend_from_slice(&bytes);
+            true
+        }
+        Answer::Silent => false,
+    }
 }
 
 /// Polls `future` once.
