@@ -75,6 +75,8 @@ pub struct Report {
     pub measurements: Vec<Measurement>,
     /// Pairs (target, baseline) whose ratios are reported for every case.
     pub ratios: Vec<(String, String)>,
+    /// Further sections, (heading, markdown body), printed before the notes.
+    pub sections: Vec<(String, String)>,
     pub notes: Vec<String>,
     /// What the throughput counts (`requests/s` unless a benchmark says otherwise).
     pub unit: &'static str,
@@ -92,6 +94,7 @@ impl Report {
             setup: Vec::new(),
             measurements: Vec::new(),
             ratios: Vec::new(),
+            sections: Vec::new(),
             notes: Vec::new(),
             unit: "requests/s",
             pinning: None,
@@ -176,6 +179,9 @@ impl Report {
                     }
                 }
             }
+        }
+        for (heading, body) in &self.sections {
+            let _ = writeln!(md, "\n## {heading}\n\n{}", body.trim_end());
         }
         if !self.notes.is_empty() {
             let _ = writeln!(md, "\n## Notes\n");

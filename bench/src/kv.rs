@@ -4,6 +4,8 @@
 //!
 //! Both proxies read the same `nutcracker.yaml` (a Redis pool and a memcache pool) and
 //! run on one core: podkit with `--threads 1`, nutcracker single-threaded by design.
+//! Besides throughput, each proxy's CPU time over each case is read from /proc, giving
+//! requests per CPU-second: throughput per core, whatever else shares the core.
 
 use crate::harness::start_podkit;
 use std::io::{BufRead, BufReader, Write};
@@ -106,34 +108,36 @@ pub fn run(quick: bool) -> Result<Report, String> {
         redis: redis[0].addr.port(),
         memcache: memcached[0].addr.port(),
     };
+    // The process whose CPU time is read for each target (none for direct).
     let targets = [
-        ("direct", direct),
-        ("nutcracker", nutcracker_ports),
-        ("podkit", podkit_ports),
+        ("direct", direct, None),
+        ("nutcracker", nutcracker_ports, Some(nutcracker_pid)),
+        ("podkit", podkit_ports, Some(podkit_pid)),
     ];
+    let mut per_core = PerCore::default();
     for pipeline in [1, 16] {
-        for (target, ports) in targets {
-            report.measurements.extend(redis_benchmark(
-                target,
-                ports.redis,
-                clients,
-                requests,
-                pipeline,
-            )?);
-        }
-        for (target, ports) in targets {
+        for (target, ports, pid) in targets {
             for op in ["set", "get"] {
-                report.measurements.push(memload(
-                    target,
-                    ports.memcache,
-                    clients,
-                    requests,
-                    pipeline,
-                    op,
-                )?);
+                let cpu = CpuClock::start(pid)?;
+                let measured =
+                    redis_benchmark(target, ports.redis, clients, requests, pipeline, op)?;
+                per_core.add(&measured, requests, cpu.seconds()?);
+                report.measurements.push(measured);
+            }
+        }
+        for (target, ports, pid) in targets {
+            for op in ["set", "get"] {
+                let cpu = CpuClock::start(pid)?;
+                let measured = memload(target, ports.memcache, clients, requests, pipeline, op)?;
+                per_core.add(&measured, requests, cpu.seconds()?);
+                report.measurements.push(measured);
             }
         }
     }
+    report.sections.push((
+        "Per core: requests per CPU-second of the proxy".into(),
+        per_core.markdown("podkit", "nutcracker"),
+    ));
     report.ratios.push(("podkit".into(), "nutcracker".into()));
     report.ratios.push(("podkit".into(), "direct".into()));
     report.ratios.push(("nutcracker".into(), "direct".into()));
@@ -150,6 +154,12 @@ pub fn run(quick: bool) -> Result<Report, String> {
         mib(nutcracker_rss.0),
     ));
     report.notes.push(
+        "Per core: the load generator on its own core bounds throughput near what direct \
+         reaches, so the CPU each proxy spends per request is the fairer comparison of the \
+         proxies; it is read from /proc/PID/stat (utime + stime) before and after each case."
+            .into(),
+    );
+    report.notes.push(
         "direct sends every key to one server; the proxies spread keys over three, all on \
          the same core as the proxy."
             .into(),
@@ -162,6 +172,94 @@ pub fn run(quick: bool) -> Result<Report, String> {
             .into(),
     );
     Ok(report)
+}
+
+/// Requests per CPU-second of each proxy, by case and target.
+#[derive(Debug, Default)]
+struct PerCore(Vec<(String, String, f64)>);
+
+impl PerCore {
+    /// Records `requests` over `cpu_seconds` for the measured case, when a CPU was read.
+    fn add(&mut self, measured: &Measurement, requests: u32, cpu_seconds: Option<f64>) {
+        if let Some(seconds) = cpu_seconds.filter(|s| *s > 0.0) {
+            self.0.push((
+                measured.case.clone(),
+                measured.target.clone(),
+                f64::from(requests) / seconds,
+            ));
+        }
+    }
+
+    fn get(&self, case: &str, target: &str) -> Option<f64> {
+        self.0
+            .iter()
+            .find(|(c, t, _)| c == case && t == target)
+            .map(|(_, _, v)| *v)
+    }
+
+    /// A table of `target` and `baseline` side by side, with their ratio.
+    fn markdown(&self, target: &str, baseline: &str) -> String {
+        let mut md = format!(
+            "| case | {baseline} | {target} | {target} / {baseline} |\n|---|---:|---:|---:|\n"
+        );
+        let mut cases: Vec<&str> = Vec::new();
+        for (case, _, _) in &self.0 {
+            if !cases.contains(&case.as_str()) {
+                cases.push(case);
+            }
+        }
+        for case in cases {
+            if let (Some(t), Some(b)) = (self.get(case, target), self.get(case, baseline)) {
+                md.push_str(&format!("| {case} | {b:.0} | {t:.0} | {:.2}× |\n", t / b));
+            }
+        }
+        md
+    }
+}
+
+/// A process's CPU time (user and system, all threads) since a start.
+struct CpuClock {
+    pid: Option<u32>,
+    start: f64,
+}
+
+impl CpuClock {
+    fn start(pid: Option<u32>) -> Result<CpuClock, String> {
+        let start = match pid {
+            Some(pid) => cpu_seconds(pid)?,
+            None => 0.0,
+        };
+        Ok(CpuClock { pid, start })
+    }
+
+    /// CPU seconds used since the start; `None` when no process is watched.
+    fn seconds(&self) -> Result<Option<f64>, String> {
+        match self.pid {
+            Some(pid) => Ok(Some(cpu_seconds(pid)? - self.start)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// User plus system CPU seconds of `pid` so far (`/proc/PID/stat` fields 14 and 15, in
+/// clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
+    parse_cpu_ticks(&stat)
+        .map(|ticks| ticks as f64 / 100.0)
+        .ok_or_else(|| format!("/proc/{pid}/stat: no CPU times in {stat:?}"))
+}
+
+/// utime + stime from a `/proc/PID/stat` line; the fields after the command name, which
+/// may itself hold spaces and parentheses.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Field 3 (state) is the first after the name; utime is field 14, stime 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -233,32 +331,33 @@ fn memload(
     })
 }
 
+/// One redis-benchmark test (`set` or `get`), alone so that CPU time is its own.
 fn redis_benchmark(
     target: &str,
     port: u16,
     clients: u32,
     requests: u32,
     pipeline: u32,
-) -> Result<Vec<Measurement>, String> {
+    test: &str,
+) -> Result<Measurement, String> {
     let csv = output(
         pinned(CLIENT_CORES, "redis-benchmark")
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args(["-c", &clients.to_string(), "-n", &requests.to_string()])
             .args(["-P", &pipeline.to_string(), "-r", "10000"])
-            .args(["-t", "set,get", "--csv"]),
+            .args(["-t", test, "--csv"]),
     )?;
-    parse_csv(&csv)
+    let (_, rps, p50, p99) = parse_csv(&csv)
         .into_iter()
-        .map(|(test, rps, p50, p99)| {
-            Ok(Measurement {
-                target: target.to_string(),
-                case: format!("redis {} -P {pipeline}", test.to_lowercase()),
-                requests_per_second: rps,
-                p50_ms: p50,
-                p99_ms: p99,
-            })
-        })
-        .collect()
+        .next()
+        .ok_or_else(|| format!("redis-benchmark -t {test} printed no figures: {csv:?}"))?;
+    Ok(Measurement {
+        target: target.to_string(),
+        case: format!("redis {test} -P {pipeline}"),
+        requests_per_second: rps,
+        p50_ms: p50,
+        p99_ms: p99,
+    })
 }
 
 /// Parses redis-benchmark's `--csv` output into (test, rps, p50 ms, p99 ms).
@@ -281,6 +380,14 @@ fn parse_csv(csv: &str) -> Vec<(String, f64, f64, f64)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reads_cpu_ticks_past_a_name_with_spaces() {
+        let stat = "4242 (podkit (main) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    250 75 0 0 20 0 2 0 100 1000 200";
+        assert_eq!(super::parse_cpu_ticks(stat), Some(325));
+        assert_eq!(super::parse_cpu_ticks("12 (x) S 1"), None);
+    }
+
     #[test]
     fn parses_redis_benchmark_csv() {
         let csv = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\"SET\",\"625000.00\",\"0.936\",\"0.368\",\"0.887\",\"1.575\",\"1.807\",\"2.055\"\n";

@@ -17,6 +17,9 @@ const CORES: &str = "0,1";
 /// Runs the benchmark.
 pub fn run(quick: bool) -> Result<Report, String> {
     let items = if quick { 200 } else { 3_000 };
+    // Rounds interleave podkit and xargs so that both see the same machine; each figure
+    // is the median round.
+    let rounds = if quick { 1 } else { 5 };
     let mut report = Report::new(
         "queue",
         "a work queue with a trivial worker: podkit queue run vs xargs -P",
@@ -27,7 +30,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
         "everything on cores {CORES} (taskset): the manager, its source and workers; xargs and its workers"
     ));
     report.setup.push(format!(
-        "{items} items; worker `true` run by `sh -c` for each item in both; podkit queue run \
+        "{items} items, {rounds} rounds interleaved (podkit, then xargs), the median round reported; worker `true` run by `sh -c` for each item in both; podkit queue run \
          --parallelism N --exit-when-done with its state database synced on every batch of outcomes, \
          item files under /dev/shm and per-item logs (made when a worker writes), fetching \
          each item from `podkit source file`; \
@@ -62,36 +65,46 @@ pub fn run(quick: bool) -> Result<Report, String> {
     )?;
 
     for parallelism in [1, 4] {
-        let state = dir.path().join(format!("state-{parallelism}"));
-        let seconds = timed(
-            Command::new("taskset")
-                .args(["-c", CORES])
-                .arg(podkit_binary())
-                .args(["queue", "run", "--source", &format!("http://{listen}")])
-                .args(["--worker", "true", "--state", &state.to_string_lossy()])
-                .args(["--parallelism", &parallelism.to_string()])
-                .args([
-                    "--poll",
-                    "100ms",
-                    "--exit-when-done",
-                    "--admin",
-                    "127.0.0.1:0",
-                ])
-                .args(["--log-level", "warn"]),
-        )?;
-        report
-            .measurements
-            .push(measurement("podkit", parallelism, items, seconds));
-        let seconds = timed(
-            Command::new("taskset")
-                .args(["-c", CORES, "xargs", "-P", &parallelism.to_string()])
-                .args(["-I{}", "sh", "-c", "true", "_", "{}"])
-                .stdin(std::fs::File::open(&names_file).map_err(|e| e.to_string())?),
-        )?;
-        report
-            .measurements
-            .push(measurement("xargs", parallelism, items, seconds));
-        check_done(&state, items)?;
+        let mut podkit_seconds = Vec::new();
+        let mut xargs_seconds = Vec::new();
+        for round in 0..rounds {
+            let state = dir.path().join(format!("state-{parallelism}-{round}"));
+            podkit_seconds.push(timed(
+                Command::new("taskset")
+                    .args(["-c", CORES])
+                    .arg(podkit_binary())
+                    .args(["queue", "run", "--source", &format!("http://{listen}")])
+                    .args(["--worker", "true", "--state", &state.to_string_lossy()])
+                    .args(["--parallelism", &parallelism.to_string()])
+                    .args([
+                        "--poll",
+                        "100ms",
+                        "--exit-when-done",
+                        "--admin",
+                        "127.0.0.1:0",
+                    ])
+                    .args(["--log-level", "warn"]),
+            )?);
+            check_done(&state, items)?;
+            xargs_seconds.push(timed(
+                Command::new("taskset")
+                    .args(["-c", CORES, "xargs", "-P", &parallelism.to_string()])
+                    .args(["-I{}", "sh", "-c", "true", "_", "{}"])
+                    .stdin(std::fs::File::open(&names_file).map_err(|e| e.to_string())?),
+            )?);
+        }
+        report.measurements.push(measurement(
+            "podkit",
+            parallelism,
+            items,
+            median(&mut podkit_seconds),
+        ));
+        report.measurements.push(measurement(
+            "xargs",
+            parallelism,
+            items,
+            median(&mut xargs_seconds),
+        ));
     }
     report.ratios.push(("podkit".into(), "xargs".into()));
     report.notes.push(
@@ -106,6 +119,12 @@ pub fn run(quick: bool) -> Result<Report, String> {
             .into(),
     );
     Ok(report)
+}
+
+/// The middle value (the upper one of an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn measurement(target: &str, parallelism: usize, items: usize, seconds: f64) -> Measurement {
