@@ -25,8 +25,8 @@ pub fn run(quick: bool) -> Result<Report, String> {
     ));
     report.setup.push(
         "Origin: nginx (1 worker) with `Cache-Control: max-age=3600`, pinned with the load generator; \
-         podkit cache --threads 1 --memory 256MiB and varnishd -s malloc,256m -p thread_pools=1 \
-         (its worker threads all on the same core as podkit's one thread)"
+         podkit cache --threads 1 --memory 256MiB and varnishd -s malloc,256m with its default \
+         thread pools (all its threads on the same core as podkit's one thread)"
             .into(),
     );
 
