@@ -43,7 +43,7 @@ pub fn run(args: &MultiArgs) -> ExitCode {
             i + 1,
             args.steps.len()
         );
-        let status = Command::new("sh")
+        let status = Command::new(crate::worker::SHELL)
             .arg("-c")
             .arg(step)
             .env("WORK_ITEM_FILE", &item_file)

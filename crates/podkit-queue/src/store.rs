@@ -14,7 +14,7 @@
 //! first opened, then renamed `journal.jsonl.imported`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -328,8 +328,8 @@ pub fn hand_over(dir: &Path, request: &RetryRequest) -> io::Result<PathBuf> {
     let partial = requests.join(format!("{name}.partial"));
     let path = requests.join(format!("{name}.json"));
     {
-        let file = File::create(&partial)?;
-        serde_json::to_writer(&file, request).map_err(io::Error::other)?;
+        let mut file = File::create(&partial)?;
+        file.write_all(&serde_json::to_vec(request).map_err(io::Error::other)?)?;
         file.sync_all()?;
     }
     std::fs::rename(&partial, &path)?;

@@ -1,6 +1,6 @@
 //! Running one attempt of one item: the worker interface of chapter 10. The item's data
 //! goes into a file made for the attempt (mode 0600) named by `WORK_ITEM_FILE`; the
-//! worker command runs under `sh -c` in its own process group with its output appended
+//! worker command runs under `/bin/sh -c` in its own process group with its output appended
 //! to the item's log (made on the first line, so a silent success leaves none); exit
 //! status 0 is success; past the timeout the whole group is
 //! terminated. The file is removed afterwards.
@@ -74,10 +74,16 @@ fn write_item_file(path: &Path, data: &Value) -> std::io::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)?;
-    // Not synced: the file lives only as long as the attempt, and a crash reruns it.
-    serde_json::to_writer(&mut file, data).map_err(std::io::Error::other)?;
-    file.write_all(b"\n")
+    // One write (serde_json writes token by token); not synced: the file lives only as
+    // long as the attempt, and a crash reruns it.
+    let mut bytes = serde_json::to_vec(data).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    file.write_all(&bytes)
 }
+
+/// The shell that runs worker commands: `/bin/sh`, as `system(3)` uses, with no search
+/// of `PATH` at every spawn.
+pub const SHELL: &str = "/bin/sh";
 
 /// Runs attempt `attempt` of `item` with `data`; returns its outcome and duration.
 pub async fn run_attempt(
@@ -196,7 +202,7 @@ async fn run_command(
     // costs one pipe and one copy rather than two.
     let (output, output_writer) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
-    let mut child = tokio::process::Command::new("sh")
+    let mut child = tokio::process::Command::new(SHELL)
         .arg("-c")
         .arg(&spec.command)
         .env("WORK_ITEM_FILE", item_file)
