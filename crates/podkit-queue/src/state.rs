@@ -126,10 +126,11 @@ impl State {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn failed(item: &str, attempt: u32) -> Event {
+    /// A failed attempt of `item` (also used by the store's tests).
+    pub(crate) fn failed(item: &str, attempt: u32) -> Event {
         Event::Failed {
             item: item.into(),
             attempt,

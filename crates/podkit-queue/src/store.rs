@@ -367,21 +367,13 @@ pub fn read(dir: &Path, held: &impl Hold) -> Result<State, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::tests::failed;
 
     fn done(item: &str) -> Event {
         Event::Done {
             item: item.into(),
             attempt: 1,
             secs: 0.5,
-        }
-    }
-
-    fn failed(item: &str, attempt: u32) -> Event {
-        Event::Failed {
-            item: item.into(),
-            attempt,
-            reason: "exit status 1".into(),
-            secs: 0.1,
         }
     }
 
