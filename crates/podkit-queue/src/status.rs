@@ -150,6 +150,9 @@ enum Holder {
 /// Finds who has `state`, waiting a moment for a manager that is starting (no snapshot
 /// yet).
 fn holder(state: &Path) -> Result<Holder, String> {
+    if !state.is_dir() {
+        return Err(format!("{}: no such state directory", state.display()));
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(snapshot) = running_snapshot(state) {

@@ -344,6 +344,14 @@ fn retry_reaches_a_running_manager() {
         &["--poll", "200ms", "--max-attempts", "1"],
     );
     let state_s = state.to_str().unwrap();
+    // A mistyped state directory is an error, not a new empty one.
+    let typo = dir.path().join("stat");
+    let (status, said) = queue_command(&["status", "--state", typo.to_str().unwrap()]);
+    assert!(
+        !status.success() && said.contains("no such state directory"),
+        "{said}"
+    );
+    assert!(!typo.exists());
     let counts = |want: &str| {
         eventually(Duration::from_secs(20), || {
             queue_command(&["status", "--state", state_s])
