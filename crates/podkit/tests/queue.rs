@@ -277,13 +277,10 @@ fn every_item_runs_once_with_its_data_in_a_private_file() {
 
 #[test]
 fn failures_are_retried_then_parked_and_retry_revives_them() {
-    let dir = tempfile::tempdir().unwrap();
     let names: Vec<String> = ["good-1", "bad-1", "good-2", "bad-2"]
         .map(String::from)
         .to_vec();
-    let items = dir.path().join("items.jsonl");
-    items_file(&items, &names);
-    let (_source, addr) = start_source("file", &items, &[]);
+    let (dir, _source, addr) = items_source(&names);
     let state = dir.path().join("state");
     let fail_bad = "case \"$WORK_ITEM_NAME\" in bad-*) echo broken >&2; exit 3;; esac";
     let output = run_batch(
@@ -377,10 +374,7 @@ fn retry_reaches_a_running_manager() {
 
 #[test]
 fn a_worker_past_its_timeout_is_stopped_with_its_children() {
-    let dir = tempfile::tempdir().unwrap();
-    let items = dir.path().join("items.jsonl");
-    items_file(&items, &["slow".to_string()]);
-    let (_source, addr) = start_source("file", &items, &[]);
+    let (dir, _source, addr) = items_source(&["slow".to_string()]);
     let state = dir.path().join("state");
     let marker = dir.path().join("child-survived");
     // A worker whose child would write the marker if it outlived the timeout.
@@ -401,10 +395,7 @@ fn a_worker_past_its_timeout_is_stopped_with_its_children() {
 
 #[test]
 fn a_killed_manager_takes_its_workers_with_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let items = dir.path().join("items.jsonl");
-    items_file(&items, &["long".to_string()]);
-    let (_source, addr) = start_source("file", &items, &[]);
+    let (dir, _source, addr) = items_source(&["long".to_string()]);
     let pids = dir.path().join("pids");
     // The worker, and a child it leaves in the background.
     let worker = format!(
@@ -692,10 +683,7 @@ fn filter_and_merge_wrap_other_sources() {
 
 #[test]
 fn the_multi_worker_runs_steps_in_order_and_stops_at_a_failure() {
-    let dir = tempfile::tempdir().unwrap();
-    let items = dir.path().join("items.jsonl");
-    items_file(&items, &["ok".to_string(), "stop".to_string()]);
-    let (_source, addr) = start_source("file", &items, &[]);
+    let (dir, _source, addr) = items_source(&["ok".to_string(), "stop".to_string()]);
     let state = dir.path().join("state");
     let out = dir.path().join("out");
     std::fs::create_dir(&out).unwrap();
