@@ -241,25 +241,12 @@ impl CpuClock {
     }
 }
 
-/// User plus system CPU seconds of `pid` so far (`/proc/PID/stat` fields 14 and 15, in
-/// clock ticks of 1/100 s).
+/// User plus system CPU seconds of `pid` so far, all threads (`/proc/PID/stat`).
 fn cpu_seconds(pid: u32) -> Result<f64, String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    let stat = procfs::process::Process::new(pid as i32)
+        .and_then(|process| process.stat())
         .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    parse_cpu_ticks(&stat)
-        .map(|ticks| ticks as f64 / 100.0)
-        .ok_or_else(|| format!("/proc/{pid}/stat: no CPU times in {stat:?}"))
-}
-
-/// utime + stime from a `/proc/PID/stat` line; the fields after the command name, which
-/// may itself hold spaces and parentheses.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // Field 3 (state) is the first after the name; utime is field 14, stime 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -380,14 +367,6 @@ fn parse_csv(csv: &str) -> Vec<(String, f64, f64, f64)> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn reads_cpu_ticks_past_a_name_with_spaces() {
-        let stat = "4242 (podkit (main) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
-                    250 75 0 0 20 0 2 0 100 1000 200";
-        assert_eq!(super::parse_cpu_ticks(stat), Some(325));
-        assert_eq!(super::parse_cpu_ticks("12 (x) S 1"), None);
-    }
-
     #[test]
     fn parses_redis_benchmark_csv() {
         let csv = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\"SET\",\"625000.00\",\"0.936\",\"0.368\",\"0.887\",\"1.575\",\"1.807\",\"2.055\"\n";
