@@ -1,9 +1,9 @@
 //! `podkit queue run`: chapter 10's shared work-queue manager. Every `--poll` it lists the
 //! source's items, sets aside those already done or out of attempts (a set lookup per
 //! item, not the book's scan of every job per item), and runs workers for the rest, up to
-//! the parallelism. Each outcome is committed to the state database and synced before it is logged
-//! or counted (outcomes that finish together share one fsync, done on a blocking thread
-//! while the loop starts the next workers); failed attempts are retried with exponential
+//! the parallelism. Each outcome is committed to the state database ([`crate::store`])
+//! and synced before it is logged or counted (outcomes that finish together share one
+//! commit, done on a blocking thread while the loop starts the next workers); failed attempts are retried with exponential
 //! back-off, then parked as failed. After a crash, items that were running, or finished
 //! but not yet synced, run again: processing is at least once.
 
@@ -55,7 +55,7 @@ pub struct RunArgs {
     /// The work-queue source (`http://127.0.0.1:8000`): its `/api/v1/items` is listed.
     #[arg(long, env = "PODKIT_SOURCE", value_name = "URL")]
     pub source: String,
-    /// The worker command, run by `sh -c` once per item with `WORK_ITEM_FILE` set.
+    /// The worker command, run by `/bin/sh -c` once per item with `WORK_ITEM_FILE` set.
     #[arg(long, env = "PODKIT_WORKER", value_name = "COMMAND")]
     pub worker: String,
     /// Directory of the durable state (a fjall database), item files and per-item logs.

@@ -9,7 +9,7 @@ use std::process::{Command, ExitCode};
 /// The flags of `podkit worker multi`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct MultiArgs {
-    /// A worker command, run by `sh -c`; give it once per step, in order.
+    /// A worker command, run by `/bin/sh -c`; give it once per step, in order.
     #[arg(
         long = "step",
         env = "PODKIT_STEPS",

@@ -1,9 +1,9 @@
 //! Running one attempt of one item: the worker interface of chapter 10. The item's data
 //! goes into a file made for the attempt (mode 0600) named by `WORK_ITEM_FILE`; the
-//! worker command runs under `/bin/sh -c` in its own process group with its output appended
-//! to the item's log (made on the first line, so a silent success leaves none); exit
-//! status 0 is success; past the timeout the whole group is
-//! terminated. The file is removed afterwards.
+//! worker command runs under `/bin/sh -c` in its own process group with its output
+//! appended to the item's log (made on the first line, so a silent success leaves none);
+//! exit status 0 is success; past the timeout the whole group is terminated. The file is
+//! removed afterwards.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -21,7 +21,7 @@ use crate::api::escape_name;
 /// How workers are run.
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
-    /// The command line, run by `sh -c`.
+    /// The command line, run by `/bin/sh -c`.
     pub command: String,
     /// The state directory: per-item logs under `logs/`.
     pub state_dir: PathBuf,
@@ -116,7 +116,7 @@ async fn attempt_inner(
     let log = Arc::new(Mutex::new(ItemLog {
         path: log_path(&spec.state_dir, item),
         header: format!(
-            "--- {} attempt {attempt} of {item:?}: sh -c {:?}\n",
+            "--- {} attempt {attempt} of {item:?}: {SHELL} -c {:?}\n",
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
             spec.command
         ),
