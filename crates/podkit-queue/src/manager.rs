@@ -108,8 +108,9 @@ pub struct RunArgs {
         value_name = "DURATION"
     )]
     pub retry_backoff: HumanDuration,
-    /// Where the item files of attempts are made (default: a directory of this manager
-    /// under /dev/shm when there is one, else work/ under --state).
+    /// Where the item files of attempts, and their output while they run, are made
+    /// (default: a directory of this manager under /dev/shm when there is one, else work/
+    /// under --state).
     #[arg(long, env = "PODKIT_WORK_DIR", value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
     /// Run as a batch job: exit once every listed item is done (0) or failed (1).
@@ -292,6 +293,9 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
         .map_err(|e| ComponentError::runtime(format!("--state {}: {e}", args.state.display())))?;
     let (store, state) = Store::open(&args.state, &held)
         .map_err(|e| ComponentError::runtime(format!("--state {}: {e}", args.state.display())))?;
+    let store = ClosingStore {
+        open: Some((store, held)),
+    };
     let source = Source::new(&args.source, Duration::from_secs(30));
     let work_dir = args.work_dir.clone().unwrap_or_else(|| {
         let shm = std::path::Path::new("/dev/shm");
@@ -304,6 +308,9 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
     });
     // A directory of our own goes when the manager does.
     let _cleanup = RemoveOnDrop(args.work_dir.is_none().then(|| work_dir.clone()));
+    std::fs::create_dir_all(&work_dir).map_err(|e| {
+        ComponentError::runtime(format!("work directory {}: {e}", work_dir.display()))
+    })?;
     let spec = Arc::new(WorkerSpec {
         command: args.worker.clone(),
         state_dir: args.state.clone(),
@@ -479,6 +486,11 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
             &spec,
             &mut prefetch,
         );
+        if queue.running.is_empty() {
+            if let Some(reaper) = &spec.reaper {
+                reaper.flush();
+            }
+        }
         // Counting every listed item is O(items): at most once a second.
         if last_snapshot.elapsed() >= Duration::from_secs(1) {
             last_snapshot = Instant::now();
@@ -539,6 +551,32 @@ fn remove_abandoned_work_dirs(shm: &std::path::Path) {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+/// The manager's database and its lock. When the manager returns, the database is closed
+/// on a thread of its own, then the lock released: fjall's close waits for its monitor
+/// thread, which wakes every 250 ms, and there is nothing left to wait for: every outcome
+/// was synced when it was recorded. A process that exits meanwhile ends as after a crash,
+/// which the database recovers from.
+struct ClosingStore {
+    open: Option<(Store, ManagerLock)>,
+}
+
+impl std::ops::Deref for ClosingStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.open.as_ref().expect("open until dropped").0
+    }
+}
+
+impl Drop for ClosingStore {
+    fn drop(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        // Should the thread not start, the database is closed here, as it goes with it.
+        let _ = std::thread::Builder::new()
+            .name("state-close".into())
+            .spawn(move || drop(open));
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! The manager starts it once (`podkit queue reaper`, hidden), with the read end of a pipe
 //! as its stdin, and tells it each worker's process group as it starts (`+PGID`) and
-//! ends (`-PGID`). The write end is the manager's alone (close-on-exec, so no worker holds
+//! ends (`-PGID`). An end is told together with the next start (one write, one wake-up of
+//! the reaper per worker), or at once when the manager goes idle. The write end is the manager's alone (close-on-exec, so no worker holds
 //! it): when the manager is gone, however it died, the reaper reads end-of-file and
 //! SIGKILLs every group still listed. Workers go with their whole group, background
 //! children included. Starting one process per manager keeps workers spawned the fast
@@ -22,9 +23,60 @@ use nix::unistd::Pid;
 /// The manager's side: the pipe to a running reaper.
 #[derive(Debug)]
 pub struct Reaper {
-    /// `None` once the reaper is known to be gone (it said so once, in the log).
-    pipe: Mutex<Option<std::fs::File>>,
+    notices: Mutex<Notices>,
     child: Mutex<Child>,
+}
+
+/// The pipe, and the notices not yet written.
+#[derive(Debug)]
+struct Notices {
+    /// `None` once the reaper is known to be gone (it said so once, in the log).
+    pipe: Option<std::fs::File>,
+    /// Lines waiting for the next write: the `-PGID` of groups that ended.
+    untold: String,
+}
+
+impl Notices {
+    fn new(pipe: std::fs::File) -> Notices {
+        Notices {
+            pipe: Some(pipe),
+            untold: String::new(),
+        }
+    }
+
+    /// Writes the lines not yet told, in one write.
+    fn tell(&mut self) {
+        let Some(pipe) = self.pipe.as_mut() else {
+            self.untold.clear();
+            return;
+        };
+        // A short write (under PIPE_BUF) is atomic on a pipe. A reaper that is gone only
+        // costs the protection it gave.
+        if let Err(e) = pipe.write_all(self.untold.as_bytes()) {
+            tracing::warn!(error = %e, "the reaper is gone: workers will outlive a killed manager");
+            self.pipe = None;
+        }
+        self.untold.clear();
+    }
+
+    fn watch(&mut self, group: i32) {
+        self.untold.push_str(&format!("+{group}\n"));
+        self.tell();
+    }
+
+    fn forget(&mut self, group: i32) {
+        self.untold.push_str(&format!("-{group}\n"));
+        // Kept short enough for one atomic write.
+        if self.untold.len() > 512 {
+            self.tell();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.untold.is_empty() {
+            self.tell();
+        }
+    }
 }
 
 impl Reaper {
@@ -41,40 +93,39 @@ impl Reaper {
             .process_group(0)
             .spawn()?;
         Ok(Reaper {
-            pipe: Mutex::new(Some(std::fs::File::from(write))),
+            notices: Mutex::new(Notices::new(std::fs::File::from(write))),
             child: Mutex::new(child),
         })
     }
 
-    fn send(&self, line: &str) {
-        let mut guard = self.pipe.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(pipe) = guard.as_mut() else { return };
-        // One short write is atomic on a pipe. A reaper that is gone only costs the
-        // protection it gave.
-        if let Err(e) = pipe.write_all(line.as_bytes()) {
-            tracing::warn!(error = %e, "the reaper is gone: workers will outlive a killed manager");
-            *guard = None;
-        }
+    fn notices(&self) -> std::sync::MutexGuard<'_, Notices> {
+        self.notices.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A worker's process group has started.
+    /// A worker's process group has started (told now, with the ends before it).
     pub fn watch(&self, group: i32) {
-        self.send(&format!("+{group}\n"));
+        self.notices().watch(group);
     }
 
-    /// A worker's process group is gone.
+    /// A worker's process group is gone: told with the next start, or by [`Reaper::flush`].
     pub fn forget(&self, group: i32) {
-        self.send(&format!("-{group}\n"));
+        self.notices().forget(group);
+    }
+
+    /// Tells the ends not yet told: the manager calls it when no worker is starting, so
+    /// that a process group id the system reuses is not left on the reaper's list.
+    pub fn flush(&self) {
+        self.notices().flush();
     }
 }
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        // Closing the pipe tells the reaper to stop what is left, then exit.
-        self.pipe
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        // Closing the pipe tells the reaper to stop what is left, then exit; the groups
+        // known to be gone are told first.
+        let notices = self.notices.get_mut().unwrap_or_else(|p| p.into_inner());
+        notices.flush();
+        notices.pipe.take();
         let _ = self
             .child
             .get_mut()
@@ -130,5 +181,33 @@ mod tests {
             .iter()
             .map(|s| s.to_string());
         assert_eq!(running_groups(lines), BTreeSet::from([200, 300]));
+    }
+
+    #[test]
+    fn an_end_is_told_with_the_next_start_or_a_flush() {
+        use std::io::Read;
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK).unwrap();
+        let mut read = std::fs::File::from(read);
+        let mut notices = Notices::new(std::fs::File::from(write));
+        let mut written = || {
+            let mut buf = [0u8; 256];
+            let n = read.read(&mut buf).unwrap_or(0);
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        };
+        notices.watch(10);
+        assert_eq!(written(), "+10\n");
+        notices.forget(10);
+        assert_eq!(written(), "", "an end waits for the next write");
+        notices.watch(11);
+        assert_eq!(
+            written(),
+            "-10\n+11\n",
+            "in the order they happened, in one write"
+        );
+        notices.forget(11);
+        notices.flush();
+        assert_eq!(written(), "-11\n");
+        notices.flush();
+        assert_eq!(written(), "");
     }
 }

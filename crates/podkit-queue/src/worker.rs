@@ -1,15 +1,15 @@
 //! Running one attempt of one item: the worker interface of chapter 10. The item's data
-//! goes into a file made for the attempt (mode 0600) named by `WORK_ITEM_FILE`; the
-//! worker command runs under `/bin/sh -c` in its own process group with its output
-//! appended to the item's log (made on the first line, so a silent success leaves none);
-//! exit status 0 is success; past the timeout the whole group is terminated. The file is
-//! removed afterwards.
+//! goes into a file made for the attempt (`item-N.json` in the work directory, mode
+//! 0600) named by `WORK_ITEM_FILE`; the worker command runs under `/bin/sh -c` in its own
+//! process group; exit status 0 is success; past the timeout the whole group is
+//! terminated. Its stdout and stderr go to `item-N.out` beside the item file while it
+//! runs, and are appended to the item's log when it ends (a silent success leaves no
+//! log). Both files are removed afterwards.
 
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
@@ -68,19 +68,6 @@ pub fn log_path(state_dir: &Path, item: &str) -> PathBuf {
         .join(format!("{}.log", escape_name(item)))
 }
 
-fn write_item_file(path: &Path, data: &Value) -> std::io::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    // One write (serde_json writes token by token); not synced: the file lives only as
-    // long as the attempt, and a crash reruns it.
-    let mut bytes = serde_json::to_vec(data).map_err(std::io::Error::other)?;
-    bytes.push(b'\n');
-    file.write_all(&bytes)
-}
-
 /// The shell that runs worker commands: `/bin/sh`, as `system(3)` uses, with no search
 /// of `PATH` at every spawn.
 pub const SHELL: &str = "/bin/sh";
@@ -106,82 +93,93 @@ async fn attempt_inner(
     attempt: u32,
     data: &Value,
 ) -> std::io::Result<Outcome> {
-    std::fs::create_dir_all(&spec.work_dir)?;
     // Named by a counter: an item's name may be longer than a file name can be.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let begun = std::time::SystemTime::now();
     let item_file = spec.work_dir.join(format!("item-{seq}.json"));
+    let output_file = spec.work_dir.join(format!("item-{seq}.out"));
+    let mut data_bytes = serde_json::to_vec(data).map_err(std::io::Error::other)?;
+    data_bytes.push(b'\n');
+    // Not synced: the file lives only as long as the attempt, and a crash reruns it.
+    create_fresh(&item_file, false)?.write_all(&data_bytes)?;
+    let result = match create_fresh(&output_file, true) {
+        Ok(output) => {
+            let result = run_command(spec, item, &item_file, &output).await;
+            let _ = std::fs::remove_file(&output_file);
+            keep_log(spec, item, attempt, begun, output, &result);
+            result
+        }
+        Err(err) => Err(err),
+    };
     let _ = std::fs::remove_file(&item_file);
-    write_item_file(&item_file, data)?;
-    let log = Arc::new(Mutex::new(ItemLog {
-        path: log_path(&spec.state_dir, item),
-        header: format!(
-            "--- {} attempt {attempt} of {item:?}: {SHELL} -c {:?}\n",
-            humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-            spec.command
-        ),
-        file: None,
-    }));
-    let result = run_command(spec, item, &item_file, &log).await;
-    let _ = std::fs::remove_file(&item_file);
-    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-    match &result {
-        // A silent success leaves no log; anything else is kept.
-        Ok(Outcome::Done) if log.file.is_none() => {}
-        Ok(outcome) => log.write(format!("--- {}\n", describe(outcome)).as_bytes()),
-        Err(err) => log.write(format!("--- could not run the worker: {err}\n").as_bytes()),
-    }
     result
 }
 
-/// An item's log, created on its first line.
-struct ItemLog {
-    path: PathBuf,
-    header: String,
-    file: Option<std::fs::File>,
-}
-
-impl ItemLog {
-    fn write(&mut self, bytes: &[u8]) {
-        if self.file.is_none() {
-            let opened = self
-                .path
-                .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
-                .and_then(|()| {
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&self.path)
-                });
-            match opened {
-                Ok(mut file) => {
-                    let _ = file.write_all(self.header.as_bytes());
-                    self.file = Some(file);
-                }
-                Err(err) => {
-                    tracing::warn!(path = %self.path.display(), error = %err, "cannot write the item's log");
-                    return;
-                }
+/// Creates a file of this attempt in the work directory (mode 0600): one left by an
+/// earlier manager with the same name is replaced, and a work directory removed under a
+/// running manager is made again.
+fn create_fresh(path: &Path, readable: bool) -> std::io::Result<std::fs::File> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(readable)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+    };
+    match open() {
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(path)?;
+            open()
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
             }
+            open()
         }
-        if let Some(file) = self.file.as_mut() {
-            let _ = file.write_all(bytes);
-        }
+        opened => opened,
     }
 }
 
-/// Copies a worker's output into its log.
-async fn copy_output(mut from: impl tokio::io::AsyncRead + Unpin, log: Arc<Mutex<ItemLog>>) {
-    use tokio::io::AsyncReadExt;
-    let mut buf = vec![0u8; 8192];
-    while let Ok(n) = from.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        log.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .write(&buf[..n]);
+/// Appends what the attempt wrote, with a header and how it ended, to the item's log. A
+/// silent success leaves no log.
+fn keep_log(
+    spec: &WorkerSpec,
+    item: &str,
+    attempt: u32,
+    begun: std::time::SystemTime,
+    mut output: std::fs::File,
+    result: &std::io::Result<Outcome>,
+) {
+    let wrote = output.metadata().map_or(0, |m| m.len());
+    let footer = match result {
+        Ok(Outcome::Done) if wrote == 0 => return,
+        Ok(outcome) => format!("--- {}\n", describe(outcome)),
+        Err(err) => format!("--- could not run the worker: {err}\n"),
+    };
+    let path = log_path(&spec.state_dir, item);
+    let header = format!(
+        "--- {} attempt {attempt} of {item:?}: {SHELL} -c {:?}\n",
+        humantime::format_rfc3339_seconds(begun),
+        spec.command
+    );
+    let appended = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            log.write_all(header.as_bytes())?;
+            output.seek(std::io::SeekFrom::Start(0))?;
+            std::io::copy(&mut output, &mut log)?;
+            log.write_all(footer.as_bytes())
+        });
+    if let Err(err) = appended {
+        tracing::warn!(path = %path.display(), error = %err, "cannot write the item's log");
     }
 }
 
@@ -196,20 +194,18 @@ async fn run_command(
     spec: &WorkerSpec,
     item: &str,
     item_file: &Path,
-    log: &Arc<Mutex<ItemLog>>,
+    output: &std::fs::File,
 ) -> std::io::Result<Outcome> {
-    // One pipe for both stdout and stderr: the lines keep their order, and an attempt
-    // costs one pipe and one copy rather than two.
-    let (output, output_writer) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    // Both stdout and stderr go to one file: the lines keep their order, and nothing in
+    // the manager has to copy them while the worker runs.
     let mut child = tokio::process::Command::new(SHELL)
         .arg("-c")
         .arg(&spec.command)
         .env("WORK_ITEM_FILE", item_file)
         .env("WORK_ITEM_NAME", item)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(output_writer.try_clone()?))
-        .stderr(Stdio::from(output_writer))
+        .stdin(dev_null()?)
+        .stdout(output.try_clone()?)
+        .stderr(output.try_clone()?)
         .process_group(0)
         .kill_on_drop(true)
         .spawn()?;
@@ -218,24 +214,25 @@ async fn run_command(
     if let Some((reaper, group)) = reaper {
         reaper.watch(group.as_raw());
     }
-    let output = tokio::net::unix::pipe::Receiver::from_owned_fd(output)?;
-    let copies = vec![tokio::spawn(copy_output(output, log.clone()))];
     let outcome = wait(spec, &mut child, group).await;
     // `wait` has stopped the whole group.
     if let Some((reaper, group)) = reaper {
         reaper.forget(group.as_raw());
     }
-    // The group is gone, so the pipes are closed, unless a descendant left the group with
-    // them: its output is not waited for long.
-    for mut copy in copies {
-        if tokio::time::timeout(Duration::from_secs(2), &mut copy)
-            .await
-            .is_err()
-        {
-            copy.abort();
-        }
-    }
     outcome
+}
+
+/// A worker's stdin: `/dev/null`, opened once and duplicated for each worker.
+fn dev_null() -> std::io::Result<std::fs::File> {
+    static DEV_NULL: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+    let file = match DEV_NULL.get() {
+        Some(file) => file,
+        None => {
+            let opened = std::fs::File::open("/dev/null")?;
+            DEV_NULL.get_or_init(|| opened)
+        }
+    };
+    file.try_clone()
 }
 
 /// Waits for the worker within the timeout; stops its whole process group after.
