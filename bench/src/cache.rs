@@ -1,6 +1,9 @@
 //! `cache`: podkit cache against Varnish (Debian's 7.1) in front of the same origin, on the
 //! same pinned core: a small cached object, a 1 MiB cached object, and the miss path
-//! (every request a new URL) against going to the origin directly.
+//! (every request a new URL) against going to the origin directly. Throughput comes from
+//! wrk (closed loop: each connection sends its next request when answered); latency is
+//! also compared at one fixed request rate for both (`podkit-bench httprate`), since a
+//! closed loop measures each server's latency at a different load.
 
 use crate::harness::start_podkit;
 use std::time::Duration;
@@ -8,8 +11,26 @@ use std::time::Duration;
 use podkit_testkit::free_port;
 use podkit_testkit::servers::{Nginx, Varnish};
 
-use crate::harness::{pin, Report, CLIENT_CORES, SERVER_CORES};
+use crate::harness::{output, pin, pinned, Measurement, Report, CLIENT_CORES, SERVER_CORES};
+use crate::httprate::Summary;
 use crate::wrk;
+
+/// Fixed-rate cases: (case, path, requests per second, connections), each rate about half
+/// of what the slower of the two reaches on this machine's closed-loop runs.
+const FIXED_RATE_CASES: [(&str, &str, u32, u32); 2] = [
+    (
+        "hit at a fixed 20,000 req/s: 20-byte object, c=50",
+        "/small",
+        20_000,
+        50,
+    ),
+    (
+        "hit at a fixed 1,500 req/s: 1 MiB object, c=10",
+        "/big",
+        1_500,
+        10,
+    ),
+];
 
 /// A wrk script that asks for a new URL on every request.
 const UNIQUE_URLS: &str = "counter = 0\nrequest = function()\n  counter = counter + 1\n  return wrk.format(nil, \"/miss/\" .. counter .. \"-\" .. math.random(1000000000))\nend\n";
@@ -111,9 +132,61 @@ pub fn run(quick: bool) -> Result<Report, String> {
             report.measurements.push(result.measurement(&target, case));
         }
     }
+    let seconds = duration.as_secs().max(2) + 1;
+    report.setup.push(format!(
+        "Fixed rate: podkit-bench httprate (bench/src/httprate.rs, open loop, one thread), \
+         {seconds}s per run, {rounds} rounds interleaved, the round with the median p99 \
+         reported; a request's latency counts from when it was due if its connection was \
+         still busy"
+    ));
+    for (case, path, rate, connections) in FIXED_RATE_CASES {
+        let targets = [
+            ("podkit", podkit_url.as_str()),
+            ("varnish", varnish_url.as_str()),
+        ];
+        let mut runs: Vec<Vec<Summary>> = vec![Vec::new(); targets.len()];
+        for _ in 0..rounds {
+            for (i, (_, url)) in targets.iter().enumerate() {
+                runs[i].push(httprate(url, path, rate, seconds, connections)?);
+            }
+        }
+        for ((target, _), mut summaries) in targets.iter().zip(runs) {
+            summaries.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
+            let median = &summaries[summaries.len() / 2];
+            report.measurements.push(Measurement {
+                target: target.to_string(),
+                case: case.to_string(),
+                requests_per_second: median.requests_per_second,
+                p50_ms: median.p50_ms,
+                p99_ms: median.p99_ms,
+            });
+        }
+    }
     report.ratios.push(("podkit".into(), "varnish".into()));
     report
         .ratios
         .push(("podkit".into(), "origin direct".into()));
     Ok(report)
+}
+
+/// One fixed-rate run of `podkit-bench httprate` against `base` + `path`, pinned to the
+/// load generator's core.
+fn httprate(
+    base: &str,
+    path: &str,
+    rate: u32,
+    seconds: u64,
+    connections: u32,
+) -> Result<Summary, String> {
+    let port = base.rsplit(':').next().unwrap_or_default().to_string();
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let line = output(
+        pinned(CLIENT_CORES, &exe.to_string_lossy())
+            .arg("httprate")
+            .args(["--port", &port, "--path", path])
+            .args(["--rate", &rate.to_string()])
+            .args(["--seconds", &seconds.to_string()])
+            .args(["--connections", &connections.to_string()]),
+    )?;
+    Summary::parse(line.trim()).ok_or_else(|| format!("httprate printed {line:?}"))
 }

@@ -54,6 +54,12 @@ pub fn output(command: &mut Command) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The middle value (the upper one of an even count); `None` when there is none.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
+}
+
 /// One measured figure set: a target (podkit, nginx, direct...) on one case.
 #[derive(Debug, Clone)]
 pub struct Measurement {

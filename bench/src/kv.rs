@@ -14,7 +14,9 @@ use std::net::TcpStream;
 use podkit_testkit::free_port;
 use podkit_testkit::servers::{Memcached, Nutcracker, Redis};
 
-use crate::harness::{output, pin, pinned, Measurement, Report, CLIENT_CORES, SERVER_CORES};
+use crate::harness::{
+    median, output, pin, pinned, Measurement, Report, CLIENT_CORES, SERVER_CORES,
+};
 use crate::memload::Summary;
 
 /// The listening ports of one proxy's two pools.
@@ -27,6 +29,7 @@ struct Ports {
 /// Runs the benchmark.
 pub fn run(quick: bool) -> Result<Report, String> {
     let requests = if quick { 20_000 } else { 400_000 };
+    let rounds = if quick { 1 } else { 3 };
     let idle_clients = if quick { 100 } else { 1_000 };
     let clients = 50;
     let mut report = Report::new(
@@ -34,6 +37,9 @@ pub fn run(quick: bool) -> Result<Report, String> {
         "Redis and memcache through a sharding proxy: podkit vs nutcracker",
         quick,
     );
+    report.setup.push(format!(
+        "{rounds} rounds, the targets interleaved in each; every figure is the median of its rounds"
+    ));
     report.setup.push(format!(
         "Redis load: redis-benchmark -c {clients} -n {requests} -r 10000 -t set,get, without pipelining and with -P 16"
     ));
@@ -114,26 +120,31 @@ pub fn run(quick: bool) -> Result<Report, String> {
         ("nutcracker", nutcracker_ports, Some(nutcracker_pid)),
         ("podkit", podkit_ports, Some(podkit_pid)),
     ];
-    let mut per_core = PerCore::default();
+    // Rounds interleave the targets, so that slow drifts of the machine fall on all
+    // alike; each figure is the median of its rounds.
+    let mut runs = Runs::default();
     for pipeline in [1, 16] {
-        for (target, ports, pid) in targets {
-            for op in ["set", "get"] {
-                let cpu = CpuClock::start(pid)?;
-                let measured =
-                    redis_benchmark(target, ports.redis, clients, requests, pipeline, op)?;
-                per_core.add(&measured, requests, cpu.seconds()?);
-                report.measurements.push(measured);
+        for _ in 0..rounds {
+            for (target, ports, pid) in targets {
+                for op in ["set", "get"] {
+                    let cpu = CpuClock::start(pid)?;
+                    let measured =
+                        redis_benchmark(target, ports.redis, clients, requests, pipeline, op)?;
+                    runs.add(measured, requests, cpu.seconds()?);
+                }
             }
-        }
-        for (target, ports, pid) in targets {
-            for op in ["set", "get"] {
-                let cpu = CpuClock::start(pid)?;
-                let measured = memload(target, ports.memcache, clients, requests, pipeline, op)?;
-                per_core.add(&measured, requests, cpu.seconds()?);
-                report.measurements.push(measured);
+            for (target, ports, pid) in targets {
+                for op in ["set", "get"] {
+                    let cpu = CpuClock::start(pid)?;
+                    let measured =
+                        memload(target, ports.memcache, clients, requests, pipeline, op)?;
+                    runs.add(measured, requests, cpu.seconds()?);
+                }
             }
         }
     }
+    let (measurements, per_core) = runs.medians();
+    report.measurements = measurements;
     report.sections.push((
         "Per core: requests per CPU-second of the proxy".into(),
         per_core.markdown("podkit", "nutcracker"),
@@ -174,22 +185,59 @@ pub fn run(quick: bool) -> Result<Report, String> {
     Ok(report)
 }
 
+/// Every round's figures, by case and target, in the order first measured.
+#[derive(Debug, Default)]
+struct Runs(Vec<(Measurement, Vec<Measurement>, Vec<f64>)>);
+
+impl Runs {
+    /// Records one run, with the proxy's CPU seconds over it when they were read.
+    fn add(&mut self, measured: Measurement, requests: u32, cpu_seconds: Option<f64>) {
+        let at = match self
+            .0
+            .iter()
+            .position(|(m, _, _)| m.case == measured.case && m.target == measured.target)
+        {
+            Some(at) => at,
+            None => {
+                self.0.push((measured.clone(), Vec::new(), Vec::new()));
+                self.0.len() - 1
+            }
+        };
+        let (_, measurements, per_core) = &mut self.0[at];
+        if let Some(seconds) = cpu_seconds.filter(|s| *s > 0.0) {
+            per_core.push(f64::from(requests) / seconds);
+        }
+        measurements.push(measured);
+    }
+
+    /// The median of each figure over the rounds: the measurements, and requests per
+    /// CPU-second.
+    fn medians(self) -> (Vec<Measurement>, PerCore) {
+        let mut measurements = Vec::new();
+        let mut per_core = PerCore::default();
+        for (first, runs, cpu) in self.0 {
+            let figure = |get: fn(&Measurement) -> f64| {
+                median(runs.iter().map(get).collect()).unwrap_or(0.0)
+            };
+            measurements.push(Measurement {
+                requests_per_second: figure(|m| m.requests_per_second),
+                p50_ms: figure(|m| m.p50_ms),
+                p99_ms: figure(|m| m.p99_ms),
+                ..first.clone()
+            });
+            if let Some(value) = median(cpu) {
+                per_core.0.push((first.case, first.target, value));
+            }
+        }
+        (measurements, per_core)
+    }
+}
+
 /// Requests per CPU-second of each proxy, by case and target.
 #[derive(Debug, Default)]
 struct PerCore(Vec<(String, String, f64)>);
 
 impl PerCore {
-    /// Records `requests` over `cpu_seconds` for the measured case, when a CPU was read.
-    fn add(&mut self, measured: &Measurement, requests: u32, cpu_seconds: Option<f64>) {
-        if let Some(seconds) = cpu_seconds.filter(|s| *s > 0.0) {
-            self.0.push((
-                measured.case.clone(),
-                measured.target.clone(),
-                f64::from(requests) / seconds,
-            ));
-        }
-    }
-
     fn get(&self, case: &str, target: &str) -> Option<f64> {
         self.0
             .iter()

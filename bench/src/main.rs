@@ -4,6 +4,7 @@
 
 mod cache;
 mod harness;
+mod httprate;
 mod kv;
 mod lb;
 mod memload;
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 const BENCHMARKS: [(&str, &str); 6] = [
     (
         "cache",
-        "podkit cache vs Varnish: small and 1 MiB hits, and the miss path (wrk)",
+        "podkit cache vs Varnish: small and 1 MiB hits, and the miss path (wrk, httprate)",
     ),
     (
         "kv",
@@ -66,10 +67,27 @@ fn run_memload(args: &[String]) -> ExitCode {
     }
 }
 
+/// `podkit-bench httprate ...`: the fixed-rate HTTP load generator, run pinned by the
+/// `cache` benchmark.
+fn run_httprate(args: &[String]) -> ExitCode {
+    match httprate::Rate::from_args(args).and_then(|rate| httprate::run(&rate)) {
+        Ok(summary) => {
+            println!("{}", summary.line());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("podkit-bench: error: httprate: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("memload") {
-        return run_memload(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("memload") => return run_memload(&args[1..]),
+        Some("httprate") => return run_httprate(&args[1..]),
+        _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");
     let names: Vec<&str> = args

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use podkit_testkit::free_port;
 
-use crate::harness::{Measurement, Report};
+use crate::harness::{median, Measurement, Report};
 use crate::podkit_binary;
 
 const CORES: &str = "0,1";
@@ -97,13 +97,13 @@ pub fn run(quick: bool) -> Result<Report, String> {
             "podkit",
             parallelism,
             items,
-            median(&mut podkit_seconds),
+            median(podkit_seconds).unwrap_or(f64::NAN),
         ));
         report.measurements.push(measurement(
             "xargs",
             parallelism,
             items,
-            median(&mut xargs_seconds),
+            median(xargs_seconds).unwrap_or(f64::NAN),
         ));
     }
     report.ratios.push(("podkit".into(), "xargs".into()));
@@ -122,11 +122,6 @@ pub fn run(quick: bool) -> Result<Report, String> {
 }
 
 /// The middle value (the upper one of an even count).
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn measurement(target: &str, parallelism: usize, items: usize, seconds: f64) -> Measurement {
     Measurement {
         target: target.to_string(),

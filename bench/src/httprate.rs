@@ -1,0 +1,258 @@
+//! `podkit-bench httprate`: an open-loop HTTP/1.1 load generator, to compare latency at
+//! the same request rate (wrk, closed-loop, compares latency at whatever rate each server
+//! reaches, so a faster server queues more requests and shows a longer tail).
+//!
+//! Requests are due at a fixed rate, spread evenly over keep-alive connections. A request
+//! that is due while its connection still waits for the previous answer is sent when the
+//! connection frees, and its latency is counted from when it was due, not from when it
+//! left: a stall shows in the figures instead of slowing the load (what wrk2 calls
+//! correcting for coordinated omission). One thread drives every connection.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The settings of one run.
+#[derive(Debug, Clone)]
+pub struct Rate {
+    pub port: u16,
+    pub path: String,
+    /// Requests per second, all connections together.
+    pub rate: f64,
+    pub duration: Duration,
+    pub connections: usize,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Answers per second reached (the rate asked for, unless the server fell behind).
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+}
+
+impl Summary {
+    /// The one-line form printed by `podkit-bench httprate` and read back by the benchmark.
+    pub fn line(&self) -> String {
+        format!(
+            "rps={:.0} p50_ms={:.3} p99_ms={:.3} p999_ms={:.3}",
+            self.requests_per_second, self.p50_ms, self.p99_ms, self.p999_ms
+        )
+    }
+
+    /// Reads [`Summary::line`] back.
+    pub fn parse(line: &str) -> Option<Summary> {
+        let mut fields = line.split_whitespace().map(|f| f.split_once('='));
+        let mut value = |name: &str| match fields.next()? {
+            Some((n, v)) if n == name => v.parse::<f64>().ok(),
+            _ => None,
+        };
+        Some(Summary {
+            requests_per_second: value("rps")?,
+            p50_ms: value("p50_ms")?,
+            p99_ms: value("p99_ms")?,
+            p999_ms: value("p999_ms")?,
+        })
+    }
+}
+
+impl Rate {
+    /// Reads `--port --path --rate --seconds --connections`.
+    pub fn from_args(args: &[String]) -> Result<Rate, String> {
+        let mut rate = Rate {
+            port: 0,
+            path: "/".into(),
+            rate: 1000.0,
+            duration: Duration::from_secs(5),
+            connections: 50,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it
+                .next()
+                .ok_or_else(|| format!("{flag}: a value is required"))?;
+            let number = || {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| *n > 0.0)
+                    .ok_or_else(|| format!("{flag}: expected a positive number, got '{value}'"))
+            };
+            match flag.as_str() {
+                "--port" => rate.port = number()? as u16,
+                "--path" => rate.path = value.clone(),
+                "--rate" => rate.rate = number()?,
+                "--seconds" => rate.duration = Duration::from_secs_f64(number()?),
+                "--connections" => rate.connections = number()? as usize,
+                other => return Err(format!("unknown flag {other}")),
+            }
+        }
+        if rate.port == 0 {
+            return Err("--port is required".into());
+        }
+        Ok(rate)
+    }
+}
+
+/// Runs the load on a single-threaded runtime and summarizes it.
+pub fn run(rate: &Rate) -> Result<Summary, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(drive(rate))
+}
+
+async fn drive(rate: &Rate) -> Result<Summary, String> {
+    let total = (rate.rate * rate.duration.as_secs_f64()).round() as usize;
+    let connections = rate.connections.clamp(1, total.max(1));
+    // Connection i sends requests i, i + C, i + 2C, ...: each is due every C / rate.
+    let interval = Duration::from_secs_f64(connections as f64 / rate.rate);
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::new();
+    for i in 0..connections {
+        let count = total / connections + usize::from(i < total % connections);
+        let first = start + Duration::from_secs_f64(i as f64 / rate.rate);
+        let rate = rate.clone();
+        tasks.push(tokio::spawn(async move {
+            one_connection(&rate, first, interval, count).await
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    for task in tasks {
+        latencies.extend(task.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    let percentile = |p: f64| {
+        let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies
+            .get(index)
+            .map_or(0.0, |d: &Duration| d.as_secs_f64() * 1000.0)
+    };
+    Ok(Summary {
+        requests_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+        p999_ms: percentile(0.999),
+    })
+}
+
+async fn one_connection(
+    rate: &Rate,
+    first: Instant,
+    interval: Duration,
+    count: usize,
+) -> Result<Vec<Duration>, String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", rate.port))
+        .await
+        .map_err(|e| format!("connect 127.0.0.1:{}: {e}", rate.port))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+        rate.path, rate.port
+    );
+    let mut latencies = Vec::with_capacity(count);
+    let mut buf = Vec::with_capacity(64 << 10);
+    let mut sink = vec![0u8; 64 << 10];
+    let mut free_since = Instant::now();
+    for n in 0..count {
+        let due = first + interval * n as u32;
+        tokio::time::sleep_until(due.into()).await;
+        // Late because the server had not answered the last request yet: counted from
+        // when it was due. Late because the timer woke after it (its tick is a
+        // millisecond): counted from when it left, the generator's delay is not the
+        // server's.
+        let counted_from = if free_since > due {
+            due
+        } else {
+            Instant::now()
+        };
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        read_response(&mut stream, &mut buf, &mut sink).await?;
+        free_since = Instant::now();
+        latencies.push(free_since - counted_from);
+    }
+    Ok(latencies)
+}
+
+/// Reads one response (status 200, its body sized by `Content-Length`) and discards it.
+async fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    sink: &mut [u8],
+) -> Result<(), String> {
+    buf.clear();
+    let (head_len, body_len) = loop {
+        if let Some(lengths) = head_lengths(buf)? {
+            break lengths;
+        }
+        if stream.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("the server closed the connection".into());
+        }
+    };
+    let mut left = (head_len + body_len).saturating_sub(buf.len());
+    while left > 0 {
+        let room = left.min(sink.len());
+        let n = stream
+            .read(&mut sink[..room])
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the server closed the connection mid-body".into());
+        }
+        left -= n;
+    }
+    Ok(())
+}
+
+/// When `buf` holds a whole response head: its length and the body's (`Content-Length`).
+/// A status other than 200, or a body of unknown length, fails the run.
+pub fn head_lengths(buf: &[u8]) -> Result<Option<(usize, usize)>, String> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(format!("answered {status:?}"));
+    }
+    let length = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .ok_or_else(|| "a response without Content-Length".to_string())?;
+    Ok(Some((end + 4, length)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_heads_give_their_lengths() {
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\nx: y\r\n\r\nbody";
+        assert_eq!(head_lengths(head), Ok(Some((head.len() - 4, 20))));
+        assert_eq!(head_lengths(b"HTTP/1.1 200 OK\r\ncontent-le"), Ok(None));
+        assert!(head_lengths(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n").is_err());
+        assert!(head_lengths(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn summary_line_round_trips() {
+        let summary = Summary {
+            requests_per_second: 2000.0,
+            p50_ms: 0.25,
+            p99_ms: 1.5,
+            p999_ms: 3.125,
+        };
+        assert_eq!(Summary::parse(&summary.line()), Some(summary));
+    }
+}
