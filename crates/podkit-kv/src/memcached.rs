@@ -54,7 +54,7 @@ impl MemcacheSession {
             }
             Request::Version => match pool.servers.first() {
                 Some(server) => {
-                    wait_line(server.send(Bytes::from_static(b"version\r\n"), Reply::MemcacheLine))
+                    wait_reply(server.send(Bytes::from_static(b"version\r\n"), Reply::MemcacheLine))
                 }
                 None => ready(Answer::Reply(server_error(&ServerError::NoServer))),
             },
@@ -63,7 +63,7 @@ impl MemcacheSession {
                     let _ = server.send(raw, Reply::None);
                     ready(Answer::Silent)
                 }
-                Ok(server) => wait_line(server.send(raw, Reply::MemcacheLine)),
+                Ok(server) => wait_reply(server.send(raw, Reply::MemcacheLine)),
                 Err(err) if noreply => {
                     tracing::debug!(error = %err, "noreply request dropped");
                     ready(Answer::Silent)
@@ -75,7 +75,8 @@ impl MemcacheSession {
     }
 }
 
-fn wait_line(pending: Pending) -> AnswerFuture {
+/// The server's reply, passed on as it is; a failure becomes a `SERVER_ERROR` line.
+fn wait_reply(pending: Pending) -> AnswerFuture {
     Box::pin(async move {
         match pending.wait().await {
             Ok(bytes) => Answer::Reply(bytes),
@@ -103,17 +104,13 @@ fn get(pool: &Arc<Pool>, gets: bool, keys: Vec<Bytes>) -> AnswerFuture {
         parts.entry(index).or_default().push(key.clone());
     }
     let verb: &[u8] = if gets { b"gets" } else { b"get" };
+    if servers.len() == 1 {
+        // One server holds every key: its reply is already in the client's key order.
+        return wait_reply(servers[0].send(get_request(verb, &keys), Reply::MemcacheGet));
+    }
     let pending: Vec<Pending> = parts
         .into_iter()
-        .map(|(index, part)| {
-            let mut request = BytesMut::from(verb);
-            for key in part {
-                request.extend_from_slice(b" ");
-                request.extend_from_slice(&key);
-            }
-            request.extend_from_slice(b"\r\n");
-            servers[index].send(request.freeze(), Reply::MemcacheGet)
-        })
+        .map(|(index, part)| servers[index].send(get_request(verb, &part), Reply::MemcacheGet))
         .collect();
     Box::pin(async move {
         let mut found: HashMap<Bytes, Bytes> = HashMap::new();
@@ -139,4 +136,17 @@ fn get(pool: &Arc<Pool>, gets: bool, keys: Vec<Bytes>) -> AnswerFuture {
         out.extend_from_slice(b"END\r\n");
         Answer::Reply(out.freeze())
     })
+}
+
+/// `get k1 k2 ...` (or `gets`) for a server.
+fn get_request(verb: &[u8], keys: &[Bytes]) -> Bytes {
+    let mut request =
+        BytesMut::with_capacity(verb.len() + 2 + keys.iter().map(|k| k.len() + 1).sum::<usize>());
+    request.extend_from_slice(verb);
+    for key in keys {
+        request.extend_from_slice(b" ");
+        request.extend_from_slice(key);
+    }
+    request.extend_from_slice(b"\r\n");
+    request.freeze()
 }

@@ -82,18 +82,20 @@ impl Pool {
         } else {
             self.config.hash.hash(hashed)
         };
-        let now = Instant::now();
-        let live: Vec<bool> = if self.config.auto_eject_hosts {
-            self.servers.iter().map(|s| !s.is_ejected(now)).collect()
-        } else {
-            vec![true; self.servers.len()]
-        };
+        let now = self.config.auto_eject_hosts.then(Instant::now);
+        let is_live = |server: &Server| now.is_none_or(|now| !server.is_ejected(now));
         {
             let table = self.table.read().unwrap_or_else(|p| p.into_inner());
-            if table.1 == live {
+            let unchanged = table
+                .1
+                .iter()
+                .zip(&self.servers)
+                .all(|(&was_live, server)| was_live == is_live(server));
+            if unchanged {
                 return self.pick(&table.0, hash);
             }
         }
+        let live: Vec<bool> = self.servers.iter().map(|s| is_live(s)).collect();
         let rebuilt = Table::build(self.config.distribution, &members(&self.servers, &live));
         let picked = self.pick(&rebuilt, hash);
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = (rebuilt, live);
