@@ -15,9 +15,10 @@ use crate::harness::{output, pin, pinned, Measurement, Report, CLIENT_CORES, SER
 use crate::httprate::Summary;
 use crate::wrk;
 
-/// Fixed-rate cases: (case, path, requests per second, connections), each rate about half
-/// of what the slower of the two reaches on this machine's closed-loop runs.
-const FIXED_RATE_CASES: [(&str, &str, u32, u32); 2] = [
+/// Fixed-rate cases: (case, path, requests per second, connections), at about half and
+/// about four fifths of what the slower of the two reaches on this machine in the
+/// closed-loop runs.
+const FIXED_RATE_CASES: [(&str, &str, u32, u32); 4] = [
     (
         "hit at a fixed 20,000 req/s: 20-byte object, c=50",
         "/small",
@@ -25,9 +26,21 @@ const FIXED_RATE_CASES: [(&str, &str, u32, u32); 2] = [
         50,
     ),
     (
+        "hit at a fixed 35,000 req/s: 20-byte object, c=50",
+        "/small",
+        35_000,
+        50,
+    ),
+    (
         "hit at a fixed 1,500 req/s: 1 MiB object, c=10",
         "/big",
         1_500,
+        10,
+    ),
+    (
+        "hit at a fixed 2,500 req/s: 1 MiB object, c=10",
+        "/big",
+        2_500,
         10,
     ),
 ];
