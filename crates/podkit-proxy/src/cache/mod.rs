@@ -388,16 +388,18 @@ impl HttpCache {
 
     /// Reads the origin's body to the end, passing it on to the client while the client
     /// listens; returns the whole body if it fit under `--max-object`. The stored copy is
-    /// allocated at its exact size (chunks are gathered, then joined once), so that the
-    /// memory charged to an entry is the memory it holds.
+    /// kept in blocks sized from the origin's `Content-Length` (one block up to 1 MiB),
+    /// the last one cut to its length, so that the memory charged to an entry is the
+    /// memory it holds.
     async fn fill(
         &self,
         mut body: Body,
         tx: mpsc::Sender<Result<Bytes, BoxError>>,
     ) -> Option<StoredBody> {
-        let mut stored = StoredBody::default();
+        let expected = body.size_hint().exact();
+        let mut stored = StoredBody::expecting(expected);
         let mut open = BytesMut::new();
-        let mut keep = true;
+        let mut keep = expected.is_none_or(|len| len <= self.settings.max_object);
         let mut client = Some(tx);
         while let Some(frame) = body.frame().await {
             match frame {
