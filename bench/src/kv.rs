@@ -29,7 +29,7 @@ struct Ports {
 /// Runs the benchmark.
 pub fn run(quick: bool) -> Result<Report, String> {
     let requests = if quick { 20_000 } else { 400_000 };
-    let rounds = if quick { 1 } else { 3 };
+    let rounds = if quick { 1 } else { 5 };
     let idle_clients = if quick { 100 } else { 1_000 };
     let clients = 50;
     let mut report = Report::new(

@@ -261,7 +261,6 @@ async fn connection(
                         }
                     }
                 }
-                let mut batch = BytesMut::new();
                 let mut queued = vec![job];
                 while let Ok(more) = jobs.try_recv() {
                     queued.push(more);
@@ -269,9 +268,18 @@ async fn connection(
                         break;
                     }
                 }
-                for job in &queued {
-                    batch.extend_from_slice(&job.request);
-                }
+                // One request is written as it is; several are joined into one write.
+                let batch = match queued.as_slice() {
+                    [one] => one.request.clone(),
+                    many => {
+                        let mut joined =
+                            BytesMut::with_capacity(many.iter().map(|j| j.request.len()).sum());
+                        for job in many {
+                            joined.extend_from_slice(&job.request);
+                        }
+                        joined.freeze()
+                    }
+                };
                 let written = match stream.as_mut() {
                     Some(conn) => conn.write_all(&batch).await,
                     None => Err(std::io::ErrorKind::NotConnected.into()),
