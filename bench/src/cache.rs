@@ -12,7 +12,7 @@ use podkit_testkit::free_port;
 use podkit_testkit::servers::{Nginx, Varnish};
 
 use crate::harness::{output, pin, pinned, Measurement, Report, CLIENT_CORES, SERVER_CORES};
-use crate::httprate::Summary;
+use crate::loadgen::Summary;
 use crate::wrk;
 
 /// Fixed-rate cases: (case, path, requests per second, connections), at about half and

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::loadgen::{flag_pairs, number, on_one_thread, Summary};
+
 /// The settings of one run.
 #[derive(Debug, Clone)]
 pub struct Rate {
@@ -22,41 +24,6 @@ pub struct Rate {
     pub rate: f64,
     pub duration: Duration,
     pub connections: usize,
-}
-
-/// What one run measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
-    /// Answers per second reached (the rate asked for, unless the server fell behind).
-    pub requests_per_second: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-}
-
-impl Summary {
-    /// The one-line form printed by `podkit-bench httprate` and read back by the benchmark.
-    pub fn line(&self) -> String {
-        format!(
-            "rps={:.0} p50_ms={:.3} p99_ms={:.3} p999_ms={:.3}",
-            self.requests_per_second, self.p50_ms, self.p99_ms, self.p999_ms
-        )
-    }
-
-    /// Reads [`Summary::line`] back.
-    pub fn parse(line: &str) -> Option<Summary> {
-        let mut fields = line.split_whitespace().map(|f| f.split_once('='));
-        let mut value = |name: &str| match fields.next()? {
-            Some((n, v)) if n == name => v.parse::<f64>().ok(),
-            _ => None,
-        };
-        Some(Summary {
-            requests_per_second: value("rps")?,
-            p50_ms: value("p50_ms")?,
-            p99_ms: value("p99_ms")?,
-            p999_ms: value("p999_ms")?,
-        })
-    }
 }
 
 impl Rate {
@@ -69,24 +36,17 @@ impl Rate {
             duration: Duration::from_secs(5),
             connections: 50,
         };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it
-                .next()
-                .ok_or_else(|| format!("{flag}: a value is required"))?;
-            let number = || {
-                value
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|n| *n > 0.0)
-                    .ok_or_else(|| format!("{flag}: expected a positive number, got '{value}'"))
+        for (flag, value) in flag_pairs(args)? {
+            let positive = || match number::<f64>(flag, value)? {
+                n if n > 0.0 => Ok(n),
+                _ => Err(format!("{flag}: must be more than 0")),
             };
-            match flag.as_str() {
-                "--port" => rate.port = number()? as u16,
-                "--path" => rate.path = value.clone(),
-                "--rate" => rate.rate = number()?,
-                "--seconds" => rate.duration = Duration::from_secs_f64(number()?),
-                "--connections" => rate.connections = number()? as usize,
+            match flag {
+                "--port" => rate.port = number(flag, value)?,
+                "--path" => rate.path = value.to_string(),
+                "--rate" => rate.rate = positive()?,
+                "--seconds" => rate.duration = Duration::from_secs_f64(positive()?),
+                "--connections" => rate.connections = number::<usize>(flag, value)?.max(1),
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -97,13 +57,9 @@ impl Rate {
     }
 }
 
-/// Runs the load on a single-threaded runtime and summarizes it.
+/// Runs the load on one thread and summarizes it.
 pub fn run(rate: &Rate) -> Result<Summary, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(drive(rate))
+    on_one_thread(drive(rate))
 }
 
 async fn drive(rate: &Rate) -> Result<Summary, String> {
@@ -125,20 +81,7 @@ async fn drive(rate: &Rate) -> Result<Summary, String> {
     for task in tasks {
         latencies.extend(task.await.map_err(|e| e.to_string())??);
     }
-    let elapsed = start.elapsed();
-    latencies.sort_unstable();
-    let percentile = |p: f64| {
-        let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies
-            .get(index)
-            .map_or(0.0, |d: &Duration| d.as_secs_f64() * 1000.0)
-    };
-    Ok(Summary {
-        requests_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50_ms: percentile(0.50),
-        p99_ms: percentile(0.99),
-        p999_ms: percentile(0.999),
-    })
+    Ok(Summary::of(latencies, start.elapsed()))
 }
 
 async fn one_connection(
@@ -243,16 +186,5 @@ mod tests {
         assert_eq!(head_lengths(b"HTTP/1.1 200 OK\r\ncontent-le"), Ok(None));
         assert!(head_lengths(b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n").is_err());
         assert!(head_lengths(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
-    }
-
-    #[test]
-    fn summary_line_round_trips() {
-        let summary = Summary {
-            requests_per_second: 2000.0,
-            p50_ms: 0.25,
-            p99_ms: 1.5,
-            p999_ms: 3.125,
-        };
-        assert_eq!(Summary::parse(&summary.line()), Some(summary));
     }
 }

@@ -17,7 +17,7 @@ use podkit_testkit::servers::{Memcached, Nutcracker, Redis};
 use crate::harness::{
     median, output, pin, pinned, Measurement, Report, CLIENT_CORES, SERVER_CORES,
 };
-use crate::memload::Summary;
+use crate::loadgen::Summary;
 
 /// The listening ports of one proxy's two pools.
 #[derive(Debug, Clone, Copy)]
@@ -125,20 +125,17 @@ pub fn run(quick: bool) -> Result<Report, String> {
     let mut runs = Runs::default();
     for pipeline in [1, 16] {
         for _ in 0..rounds {
-            for (target, ports, pid) in targets {
-                for op in ["set", "get"] {
-                    let cpu = CpuClock::start(pid)?;
-                    let measured =
-                        redis_benchmark(target, ports.redis, clients, requests, pipeline, op)?;
-                    runs.add(measured, requests, cpu.seconds()?);
-                }
-            }
-            for (target, ports, pid) in targets {
-                for op in ["set", "get"] {
-                    let cpu = CpuClock::start(pid)?;
-                    let measured =
-                        memload(target, ports.memcache, clients, requests, pipeline, op)?;
-                    runs.add(measured, requests, cpu.seconds()?);
+            for redis in [true, false] {
+                for (target, ports, pid) in targets {
+                    for op in ["set", "get"] {
+                        let cpu = CpuClock::start(pid)?;
+                        let measured = if redis {
+                            redis_benchmark(target, ports.redis, clients, requests, pipeline, op)?
+                        } else {
+                            memload(target, ports.memcache, clients, requests, pipeline, op)?
+                        };
+                        runs.add(measured, requests, cpu.seconds()?);
+                    }
                 }
             }
         }

@@ -7,6 +7,7 @@ mod harness;
 mod httprate;
 mod kv;
 mod lb;
+mod loadgen;
 mod memload;
 mod owner;
 mod queue;
@@ -52,31 +53,16 @@ pub fn podkit_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("podkit"))
 }
 
-/// `podkit-bench memload ...`: the memcache load generator, run pinned by the `kv`
-/// benchmark.
-fn run_memload(args: &[String]) -> ExitCode {
-    match memload::Load::from_args(args).and_then(|load| memload::run(&load)) {
+/// Prints a load generator's summary line (what the `kv` and `cache` benchmarks read
+/// back), or its error.
+fn report_load(name: &str, result: Result<loadgen::Summary, String>) -> ExitCode {
+    match result {
         Ok(summary) => {
             println!("{}", summary.line());
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("podkit-bench: error: memload: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `podkit-bench httprate ...`: the fixed-rate HTTP load generator, run pinned by the
-/// `cache` benchmark.
-fn run_httprate(args: &[String]) -> ExitCode {
-    match httprate::Rate::from_args(args).and_then(|rate| httprate::run(&rate)) {
-        Ok(summary) => {
-            println!("{}", summary.line());
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("podkit-bench: error: httprate: {err}");
+            eprintln!("podkit-bench: error: {name}: {err}");
             ExitCode::FAILURE
         }
     }
@@ -85,8 +71,15 @@ fn run_httprate(args: &[String]) -> ExitCode {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("memload") => return run_memload(&args[1..]),
-        Some("httprate") => return run_httprate(&args[1..]),
+        // The load generators, run pinned by the benchmarks.
+        Some("memload") => {
+            let result = memload::Load::from_args(&args[1..]).and_then(|l| memload::run(&l));
+            return report_load("memload", result);
+        }
+        Some("httprate") => {
+            let result = httprate::Rate::from_args(&args[1..]).and_then(|r| httprate::run(&r));
+            return report_load("httprate", result);
+        }
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::loadgen::{flag_pairs, number, on_one_thread, Summary};
+
 /// Which command the load sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -26,39 +28,6 @@ impl Op {
             "get" => Ok(Op::Get),
             other => Err(format!("--op: expected set or get, got '{other}'")),
         }
-    }
-}
-
-/// What one run measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
-    pub requests_per_second: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-}
-
-impl Summary {
-    /// The one-line form printed by `podkit-bench memload` and read back by the `kv`
-    /// benchmark.
-    pub fn line(&self) -> String {
-        format!(
-            "rps={:.0} p50_ms={:.3} p99_ms={:.3}",
-            self.requests_per_second, self.p50_ms, self.p99_ms
-        )
-    }
-
-    /// Reads [`Summary::line`] back.
-    pub fn parse(line: &str) -> Option<Summary> {
-        let mut fields = line.split_whitespace().map(|f| f.split_once('='));
-        let mut value = |name: &str| match fields.next()? {
-            Some((n, v)) if n == name => v.parse::<f64>().ok(),
-            _ => None,
-        };
-        Some(Summary {
-            requests_per_second: value("rps")?,
-            p50_ms: value("p50_ms")?,
-            p99_ms: value("p99_ms")?,
-        })
     }
 }
 
@@ -84,22 +53,13 @@ impl Load {
             op: Op::Get,
             keyspace: 10_000,
         };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let value = it
-                .next()
-                .ok_or_else(|| format!("{flag}: a value is required"))?;
-            let number = || {
-                value
-                    .parse::<usize>()
-                    .map_err(|_| format!("{flag}: expected a number, got '{value}'"))
-            };
-            match flag.as_str() {
-                "--port" => load.port = number()? as u16,
-                "--clients" => load.clients = number()?.max(1),
-                "--requests" => load.requests = number()?,
-                "--pipeline" => load.pipeline = number()?.max(1),
-                "--keyspace" => load.keyspace = number()?.max(1),
+        for (flag, value) in flag_pairs(args)? {
+            match flag {
+                "--port" => load.port = number(flag, value)?,
+                "--clients" => load.clients = number::<usize>(flag, value)?.max(1),
+                "--requests" => load.requests = number(flag, value)?,
+                "--pipeline" => load.pipeline = number::<usize>(flag, value)?.max(1),
+                "--keyspace" => load.keyspace = number::<usize>(flag, value)?.max(1),
                 "--op" => load.op = Op::parse(value)?,
                 other => return Err(format!("unknown flag {other}")),
             }
@@ -111,13 +71,9 @@ impl Load {
     }
 }
 
-/// Runs the load on a single-threaded runtime and summarizes it.
+/// Runs the load on one thread and summarizes it.
 pub fn run(load: &Load) -> Result<Summary, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(drive(load))
+    on_one_thread(drive(load))
 }
 
 async fn drive(load: &Load) -> Result<Summary, String> {
@@ -134,19 +90,7 @@ async fn drive(load: &Load) -> Result<Summary, String> {
     for task in tasks {
         latencies.extend(task.await.map_err(|e| e.to_string())??);
     }
-    let elapsed = started.elapsed();
-    latencies.sort_unstable();
-    let percentile = |p: f64| {
-        let index = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies
-            .get(index)
-            .map_or(0.0, |d: &Duration| d.as_secs_f64() * 1000.0)
-    };
-    Ok(Summary {
-        requests_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50_ms: percentile(0.50),
-        p99_ms: percentile(0.99),
-    })
+    Ok(Summary::of(latencies, started.elapsed()))
 }
 
 async fn one_client(load: &Load, client: usize, count: usize) -> Result<Vec<Duration>, String> {
@@ -225,15 +169,5 @@ mod tests {
         assert_eq!(reply_len(b"VALUE k 0 3\r\nxx"), Ok(None));
         assert_eq!(reply_len(b"STOR"), Ok(None));
         assert!(reply_len(b"SERVER_ERROR out of memory\r\n").is_err());
-    }
-
-    #[test]
-    fn summary_line_round_trips() {
-        let summary = Summary {
-            requests_per_second: 1234.0,
-            p50_ms: 0.5,
-            p99_ms: 2.25,
-        };
-        assert_eq!(Summary::parse(&summary.line()), Some(summary));
     }
 }
