@@ -234,7 +234,15 @@ pub fn machine() -> String {
     format!("{model}, {cores} cores, Linux {}", kernel.trim())
 }
 
-fn revision() -> String {
+/// The revision of the tree this run started from (read once, at the first call, which
+/// `main` makes before any benchmark runs: results files written later in the run do not
+/// make it look modified).
+pub fn revision() -> String {
+    static REVISION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    REVISION.get_or_init(read_revision).clone()
+}
+
+fn read_revision() -> String {
     Command::new("git")
         .args(["describe", "--always", "--dirty"])
         .output()

@@ -103,6 +103,7 @@ fn main() -> ExitCode {
     } else {
         names
     };
+    harness::revision();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let root = root.canonicalize().unwrap_or(root);
     for name in selected {
