@@ -291,11 +291,8 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
     args.validate()?;
     let held = ManagerLock::take(&args.state)
         .map_err(|e| ComponentError::runtime(format!("--state {}: {e}", args.state.display())))?;
-    let (store, state) = Store::open(&args.state, &held)
+    let (store, state) = Store::open_held(&args.state, held)
         .map_err(|e| ComponentError::runtime(format!("--state {}: {e}", args.state.display())))?;
-    let store = ClosingStore {
-        open: Some((store, held)),
-    };
     let source = Source::new(&args.source, Duration::from_secs(30));
     let work_dir = args.work_dir.clone().unwrap_or_else(|| {
         let shm = std::path::Path::new("/dev/shm");
@@ -551,32 +548,6 @@ fn remove_abandoned_work_dirs(shm: &std::path::Path) {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
-    }
-}
-
-/// The manager's database and its lock. When the manager returns, the database is closed
-/// on a thread of its own, then the lock released: fjall's close waits for its monitor
-/// thread, which wakes every 250 ms, and there is nothing left to wait for: every outcome
-/// was synced when it was recorded. A process that exits meanwhile ends as after a crash,
-/// which the database recovers from.
-struct ClosingStore {
-    open: Option<(Store, ManagerLock)>,
-}
-
-impl std::ops::Deref for ClosingStore {
-    type Target = Store;
-    fn deref(&self) -> &Store {
-        &self.open.as_ref().expect("open until dropped").0
-    }
-}
-
-impl Drop for ClosingStore {
-    fn drop(&mut self) {
-        let Some(open) = self.open.take() else { return };
-        // Should the thread not start, the database is closed here, as it goes with it.
-        let _ = std::thread::Builder::new()
-            .name("state-close".into())
-            .spawn(move || drop(open));
     }
 }
 

@@ -251,8 +251,7 @@ pub fn status(args: &StatusArgs) -> Result<String, String> {
         Holder::Nobody(held) => held,
     };
     let state =
-        store::read(&args.state, &held).map_err(|e| format!("{}: {e}", args.state.display()))?;
-    drop(held);
+        store::read(&args.state, held).map_err(|e| format!("{}: {e}", args.state.display()))?;
     let (retrying, done, failed) = state.counts(args.max_attempts);
     if args.json {
         return Ok(serde_json::json!({
@@ -281,7 +280,7 @@ pub fn retry(args: &RetryArgs) -> Result<String, String> {
     let named = (!args.items.is_empty()).then(|| args.items.clone());
     match holder(&args.state)? {
         Holder::Nobody(held) => {
-            let (store, state) = Store::open(&args.state, &held).map_err(|e| in_dir(&e))?;
+            let (store, state) = Store::open_held(&args.state, held).map_err(|e| in_dir(&e))?;
             let names = named.unwrap_or_else(|| store::failed_items(&state, args.max_attempts));
             let events: Vec<Event> = names
                 .iter()

@@ -173,6 +173,16 @@ impl Store {
         Ok((store, state))
     }
 
+    /// Like [`Store::open`], keeping `held` with the database: see [`HeldStore`].
+    pub fn open_held<H: Hold + Send + 'static>(
+        dir: &Path,
+        held: H,
+    ) -> Result<(HeldStore<H>, State), StoreError> {
+        let (store, state) = Store::open(dir, &held)?;
+        let open = Some((store, held));
+        Ok((HeldStore { open }, state))
+    }
+
     fn error(&self, source: fjall::Error) -> StoreError {
         StoreError::Database {
             path: self.path.clone(),
@@ -355,19 +365,50 @@ fn pending_requests(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Reads the state under `dir`, which the caller holds; an empty state when nothing was
-/// ever recorded there.
-pub fn read(dir: &Path, held: &impl Hold) -> Result<State, StoreError> {
+/// Reads the state under `dir`, which the caller holds (and lets go of once the database
+/// is closed); an empty state when nothing was ever recorded there.
+pub fn read<H: Hold + Send + 'static>(dir: &Path, held: H) -> Result<State, StoreError> {
     if !dir.join(DB_DIR).exists() && !dir.join(LEGACY_JOURNAL).exists() {
         return Ok(State::default());
     }
-    Store::open(dir, held).map(|(_, state)| state)
+    Store::open_held(dir, held).map(|(_, state)| state)
+}
+
+/// An open database with the hold it was opened under, for a process about to finish with
+/// it. Dropped, the database closes on a thread of its own and the hold is released after
+/// it: fjall's close waits for its monitor thread, which wakes every 250 ms, and there is
+/// nothing left to wait for, since every record was synced when it was made. A process
+/// that exits meanwhile ends as after a crash, which the database recovers from.
+pub struct HeldStore<H: Hold + Send + 'static> {
+    open: Option<(Store, H)>,
+}
+
+impl<H: Hold + Send + 'static> std::ops::Deref for HeldStore<H> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.open.as_ref().expect("open until dropped").0
+    }
+}
+
+impl<H: Hold + Send + 'static> Drop for HeldStore<H> {
+    fn drop(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        // Should the thread not start, the database is closed here, as it goes with it.
+        let _ = std::thread::Builder::new()
+            .name("state-close".into())
+            .spawn(move || drop(open));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::state::tests::failed;
+
+    /// The state as a fresh open finds it, closed again before returning.
+    fn reread(dir: &Path, held: &impl Hold) -> State {
+        Store::open(dir, held).map(|(_, state)| state).unwrap()
+    }
 
     fn done(item: &str) -> Event {
         Event::Done {
@@ -388,7 +429,7 @@ mod tests {
             .record(&[failed("b", 2), failed("b", 3), done("c")])
             .unwrap();
         drop(store);
-        let state = read(dir.path(), &held).unwrap();
+        let state = reread(dir.path(), &held);
         assert_eq!(state.counts(3), (0, 2, 1));
         assert_eq!(state.items["b"].failures, 3);
         assert_eq!(state.items["a"].secs, Some(0.5));
@@ -404,11 +445,11 @@ mod tests {
         ];
         std::fs::write(dir.path().join(LEGACY_JOURNAL), lines.join("\n")).unwrap();
         let held = ManagerLock::take(dir.path()).unwrap();
-        let state = read(dir.path(), &held).unwrap();
+        let state = reread(dir.path(), &held);
         assert_eq!(state.counts(3), (1, 1, 0));
         assert!(!dir.path().join(LEGACY_JOURNAL).exists());
         assert!(dir.path().join("journal.jsonl.imported").exists());
-        assert_eq!(read(dir.path(), &held).unwrap(), state);
+        assert_eq!(reread(dir.path(), &held), state);
     }
 
     #[test]
@@ -427,8 +468,8 @@ mod tests {
         assert_eq!(pending_requests(dir.path()).unwrap(), Vec::<PathBuf>::new());
         assert_eq!(state.items["x"].standing(2), Standing::Pending);
         drop(store);
-        let reread = read(dir.path(), &held).unwrap();
-        assert_eq!(reread.counts(2), (2, 1, 0));
+        let after = reread(dir.path(), &held);
+        assert_eq!(after.counts(2), (2, 1, 0));
     }
 
     #[test]
