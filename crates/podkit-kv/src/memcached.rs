@@ -2,7 +2,7 @@
 //! the client's key order; every other command goes whole to the server of its key;
 //! `noreply` requests are sent without waiting for an answer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -87,8 +87,9 @@ fn wait_reply(pending: Pending) -> AnswerFuture {
 
 /// Splits a `get` by server; the values come back in the client's key order.
 fn get(pool: &Arc<Pool>, gets: bool, keys: Vec<Bytes>) -> AnswerFuture {
-    let mut parts: BTreeMap<usize, Vec<Bytes>> = BTreeMap::new();
+    // Each key's server, as an index into `servers`.
     let mut servers: Vec<Arc<crate::backend::Server>> = Vec::new();
+    let mut placed: Vec<usize> = Vec::with_capacity(keys.len());
     for key in &keys {
         let server = match pool.server_for(key) {
             Ok(server) => server,
@@ -101,16 +102,25 @@ fn get(pool: &Arc<Pool>, gets: bool, keys: Vec<Bytes>) -> AnswerFuture {
                 servers.len() - 1
             }
         };
-        parts.entry(index).or_default().push(key.clone());
+        placed.push(index);
     }
     let verb: &[u8] = if gets { b"gets" } else { b"get" };
     if servers.len() == 1 {
         // One server holds every key: its reply is already in the client's key order.
         return wait_reply(servers[0].send(get_request(verb, &keys), Reply::MemcacheGet));
     }
-    let pending: Vec<Pending> = parts
-        .into_iter()
-        .map(|(index, part)| servers[index].send(get_request(verb, &part), Reply::MemcacheGet))
+    let pending: Vec<Pending> = servers
+        .iter()
+        .enumerate()
+        .map(|(index, server)| {
+            let part: Vec<Bytes> = keys
+                .iter()
+                .zip(&placed)
+                .filter(|(_, &at)| at == index)
+                .map(|(key, _)| key.clone())
+                .collect();
+            server.send(get_request(verb, &part), Reply::MemcacheGet)
+        })
         .collect();
     Box::pin(async move {
         let mut found: HashMap<Bytes, Bytes> = HashMap::new();
