@@ -88,7 +88,8 @@ pub fn run(quick: bool) -> Result<Report, String> {
     .map_err(|e| e.to_string())?;
     pin(varnish.process().pid().unwrap_or(0), SERVER_CORES)?;
 
-    let listen = format!("127.0.0.1:{}", free_port());
+    let podkit_port = free_port();
+    let listen = format!("127.0.0.1:{podkit_port}");
     let upstream = format!("http://{}", origin.addr);
     let _podkit = start_podkit(
         &[
@@ -153,14 +154,11 @@ pub fn run(quick: bool) -> Result<Report, String> {
          still busy"
     ));
     for (case, path, rate, connections) in FIXED_RATE_CASES {
-        let targets = [
-            ("podkit", podkit_url.as_str()),
-            ("varnish", varnish_url.as_str()),
-        ];
+        let targets = [("podkit", podkit_port), ("varnish", varnish.addr.port())];
         let mut runs: Vec<Vec<Summary>> = vec![Vec::new(); targets.len()];
         for _ in 0..rounds {
-            for (i, (_, url)) in targets.iter().enumerate() {
-                runs[i].push(httprate(url, path, rate, seconds, connections)?);
+            for (i, (_, port)) in targets.iter().enumerate() {
+                runs[i].push(httprate(*port, path, rate, seconds, connections)?);
             }
         }
         for ((target, _), mut summaries) in targets.iter().zip(runs) {
@@ -182,16 +180,16 @@ pub fn run(quick: bool) -> Result<Report, String> {
     Ok(report)
 }
 
-/// One fixed-rate run of `podkit-bench httprate` against `base` + `path`, pinned to the
-/// load generator's core.
+/// One fixed-rate run of `podkit-bench httprate` against `path` on 127.0.0.1:`port`,
+/// pinned to the load generator's core.
 fn httprate(
-    base: &str,
+    port: u16,
     path: &str,
     rate: u32,
     seconds: u64,
     connections: u32,
 ) -> Result<Summary, String> {
-    let port = base.rsplit(':').next().unwrap_or_default().to_string();
+    let port = port.to_string();
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let line = output(
         pinned(CLIENT_CORES, &exe.to_string_lossy())

@@ -182,25 +182,23 @@ pub fn run(quick: bool) -> Result<Report, String> {
     Ok(report)
 }
 
-/// Every round's figures, by case and target, in the order first measured.
+/// Every round's figures (and the proxy's requests per CPU-second, when read), by case
+/// and target, in the order first measured.
 #[derive(Debug, Default)]
-struct Runs(Vec<(Measurement, Vec<Measurement>, Vec<f64>)>);
+struct Runs(Vec<(Vec<Measurement>, Vec<f64>)>);
 
 impl Runs {
     /// Records one run, with the proxy's CPU seconds over it when they were read.
     fn add(&mut self, measured: Measurement, requests: u32, cpu_seconds: Option<f64>) {
-        let at = match self
-            .0
-            .iter()
-            .position(|(m, _, _)| m.case == measured.case && m.target == measured.target)
-        {
+        let same = |m: &Measurement| m.case == measured.case && m.target == measured.target;
+        let at = match self.0.iter().position(|(runs, _)| same(&runs[0])) {
             Some(at) => at,
             None => {
-                self.0.push((measured.clone(), Vec::new(), Vec::new()));
+                self.0.push((Vec::new(), Vec::new()));
                 self.0.len() - 1
             }
         };
-        let (_, measurements, per_core) = &mut self.0[at];
+        let (measurements, per_core) = &mut self.0[at];
         if let Some(seconds) = cpu_seconds.filter(|s| *s > 0.0) {
             per_core.push(f64::from(requests) / seconds);
         }
@@ -212,19 +210,22 @@ impl Runs {
     fn medians(self) -> (Vec<Measurement>, PerCore) {
         let mut measurements = Vec::new();
         let mut per_core = PerCore::default();
-        for (first, runs, cpu) in self.0 {
+        for (runs, cpu) in self.0 {
             let figure = |get: fn(&Measurement) -> f64| {
                 median(runs.iter().map(get).collect()).unwrap_or(0.0)
             };
+            let first = &runs[0];
+            if let Some(value) = median(cpu) {
+                per_core
+                    .0
+                    .push((first.case.clone(), first.target.clone(), value));
+            }
             measurements.push(Measurement {
                 requests_per_second: figure(|m| m.requests_per_second),
                 p50_ms: figure(|m| m.p50_ms),
                 p99_ms: figure(|m| m.p99_ms),
                 ..first.clone()
             });
-            if let Some(value) = median(cpu) {
-                per_core.0.push((first.case, first.target, value));
-            }
         }
         (measurements, per_core)
     }
