@@ -121,7 +121,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
     Ok(report)
 }
 
-/// The middle value (the upper one of an even count).
+/// The figure of `items` run in `seconds` by `target` at `parallelism`.
 fn measurement(target: &str, parallelism: usize, items: usize, seconds: f64) -> Measurement {
     Measurement {
         target: target.to_string(),
