@@ -11,7 +11,10 @@ use std::time::Duration;
 use podkit_testkit::free_port;
 use podkit_testkit::servers::{Nginx, Varnish};
 
-use crate::harness::{output, pin, pinned, Measurement, Report, CLIENT_CORES, SERVER_CORES};
+use crate::harness::{
+    alternating_rounds, median, output, pin, pinned, Measurement, Report, CLIENT_CORES,
+    SERVER_CORES,
+};
 use crate::loadgen::Summary;
 use crate::wrk;
 
@@ -45,18 +48,29 @@ const FIXED_RATE_CASES: [(&str, &str, u32, u32); 4] = [
     ),
 ];
 
+/// Rounds of the closed-loop cases.
+const ROUNDS: usize = 7;
+/// Rounds of the fixed-rate cases, whose p99 moves most from run to run on a small
+/// machine (both servers').
+const FIXED_RATE_ROUNDS: usize = 15;
+
 /// A wrk script that asks for a new URL on every request.
 const UNIQUE_URLS: &str = "counter = 0\nrequest = function()\n  counter = counter + 1\n  return wrk.format(nil, \"/miss/\" .. counter .. \"-\" .. math.random(1000000000))\nend\n";
 
 /// Runs the benchmark.
 pub fn run(quick: bool) -> Result<Report, String> {
     let duration = Duration::from_secs(if quick { 2 } else { 4 });
-    let rounds = if quick { 1 } else { 5 };
+    let rounds = if quick { 1 } else { ROUNDS };
     let mut report = Report::new("cache", "a caching tier: podkit cache vs Varnish", quick);
     report.setup.push(format!(
-        "Load: wrk -t1 --latency, {}s per run, {rounds} rounds interleaved across targets, the median round reported",
+        "Load: wrk -t1 --latency, {}s per run, {rounds} rounds",
         duration.as_secs()
     ));
+    report.setup.push(
+        "Rounds: the targets interleaved in each, the order reversed every other round; \
+         every figure is the median of its rounds (the last section gives each p99's range)"
+            .into(),
+    );
     report.setup.push(
         "Origin: nginx (1 worker) with `Cache-Control: max-age=3600`, pinned with the load generator; \
          podkit cache --threads 1 --memory 256MiB and varnishd -s malloc,256m with its default \
@@ -123,6 +137,8 @@ pub fn run(quick: bool) -> Result<Report, String> {
             true,
         ),
     ];
+    // Every run, by case and target.
+    let mut spread: Vec<Vec<Measurement>> = Vec::new();
     for (case, path, connections, extra, with_origin) in cases {
         let mut targets = vec![
             ("podkit", format!("{podkit_url}{path}")),
@@ -135,49 +151,72 @@ pub fn run(quick: bool) -> Result<Report, String> {
         for (_, url) in &targets {
             wrk::run_with(url, connections, Duration::from_secs(1), &[], &extra)?;
         }
-        for (target, result) in
-            wrk::interleaved_with(&targets, rounds, connections, duration, &[], &extra)?
-        {
+        let runs = alternating_rounds(&targets, rounds, |(target, url)| {
+            let result = wrk::run_with(url, connections, duration, &[], &extra)?;
             if result.errors > 0 {
                 report
                     .notes
                     .push(format!("{target}, {case}: {} errors", result.errors));
             }
-            report.measurements.push(result.measurement(&target, case));
-        }
+            Ok(result.measurement(target, case))
+        })?;
+        spread.extend(runs);
     }
     let seconds = duration.as_secs().max(2) + 1;
+    let fixed_rounds = if quick { 1 } else { FIXED_RATE_ROUNDS };
     report.setup.push(format!(
         "Fixed rate: podkit-bench httprate (bench/src/httprate.rs, open loop, one thread), \
-         {seconds}s per run, {rounds} rounds interleaved, the round with the median p99 \
-         reported; a request's latency counts from when it was due if its connection was \
-         still busy"
+         {seconds}s per run, {fixed_rounds} rounds; a request's latency counts from when it \
+         was due if its connection was still busy"
     ));
     for (case, path, rate, connections) in FIXED_RATE_CASES {
         let targets = [("podkit", podkit_port), ("varnish", varnish.addr.port())];
-        let mut runs: Vec<Vec<Summary>> = vec![Vec::new(); targets.len()];
-        for _ in 0..rounds {
-            for (i, (_, port)) in targets.iter().enumerate() {
-                runs[i].push(httprate(*port, path, rate, seconds, connections)?);
-            }
-        }
-        for ((target, _), mut summaries) in targets.iter().zip(runs) {
-            summaries.sort_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms));
-            let median = &summaries[summaries.len() / 2];
-            report.measurements.push(Measurement {
+        let runs = alternating_rounds(&targets, fixed_rounds, |(target, port)| {
+            let summary = httprate(*port, path, rate, seconds, connections)?;
+            Ok(Measurement {
                 target: target.to_string(),
                 case: case.to_string(),
-                requests_per_second: median.requests_per_second,
-                p50_ms: median.p50_ms,
-                p99_ms: median.p99_ms,
-            });
-        }
+                requests_per_second: summary.requests_per_second,
+                p50_ms: summary.p50_ms,
+                p99_ms: summary.p99_ms,
+            })
+        })?;
+        spread.extend(runs);
     }
+    report.measurements.extend(
+        spread
+            .iter()
+            .filter_map(|runs| Measurement::median_of(runs)),
+    );
+    report
+        .sections
+        .push(("p99 over the rounds".into(), p99_spread(&spread)));
     report.ratios.push(("podkit".into(), "varnish".into()));
     report
         .ratios
         .push(("podkit".into(), "origin direct".into()));
     Ok(report)
+}
+
+/// A table of each case's and target's lowest, median and highest p99 over its rounds.
+fn p99_spread(runs: &[Vec<Measurement>]) -> String {
+    let mut table = String::from(
+        "| case | target | lowest p99 ms | median p99 ms | highest p99 ms |\n|---|---|---:|---:|---:|\n",
+    );
+    for runs in runs {
+        let mut p99: Vec<f64> = runs.iter().map(|m| m.p99_ms).collect();
+        p99.sort_by(f64::total_cmp);
+        if let (Some(first), Some(median)) = (runs.first(), median(p99.clone())) {
+            table.push_str(&format!(
+                "| {} | {} | {:.3} | {median:.3} | {:.3} |\n",
+                first.case,
+                first.target,
+                p99[0],
+                p99[p99.len() - 1]
+            ));
+        }
+    }
+    table
 }
 
 /// One fixed-rate run of `podkit-bench httprate` against `path` on 127.0.0.1:`port`,

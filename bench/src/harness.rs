@@ -70,6 +70,42 @@ pub struct Measurement {
     pub p99_ms: f64,
 }
 
+impl Measurement {
+    /// Each figure's median over `runs` of one target on one case (named as the first
+    /// run); `None` when there are no runs.
+    pub fn median_of(runs: &[Measurement]) -> Option<Measurement> {
+        let figure = |get: fn(&Measurement) -> f64| median(runs.iter().map(get).collect());
+        Some(Measurement {
+            requests_per_second: figure(|m| m.requests_per_second)?,
+            p50_ms: figure(|m| m.p50_ms)?,
+            p99_ms: figure(|m| m.p99_ms)?,
+            ..runs.first()?.clone()
+        })
+    }
+}
+
+/// Measures every target `rounds` times, interleaved so that slow drifts of the machine
+/// fall on every target alike, with the order reversed every other round so that no
+/// target always runs right after another's load. Returns each target's runs, in the
+/// order of `targets`.
+pub fn alternating_rounds<T, R>(
+    targets: &[T],
+    rounds: usize,
+    mut measure: impl FnMut(&T) -> Result<R, String>,
+) -> Result<Vec<Vec<R>>, String> {
+    let mut runs: Vec<Vec<R>> = targets.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds.max(1) {
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            runs[i].push(measure(&targets[i])?);
+        }
+    }
+    Ok(runs)
+}
+
 /// A benchmark's report, written as markdown.
 #[derive(Debug)]
 pub struct Report {
@@ -250,4 +286,47 @@ fn read_revision() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(target: &str, rps: f64, p99: f64) -> Measurement {
+        Measurement {
+            target: target.into(),
+            case: "c".into(),
+            requests_per_second: rps,
+            p50_ms: p99 / 2.0,
+            p99_ms: p99,
+        }
+    }
+
+    #[test]
+    fn each_figure_is_the_median_of_its_own_runs() {
+        let runs = [
+            run("a", 10.0, 9.0),
+            run("a", 30.0, 1.0),
+            run("a", 20.0, 5.0),
+        ];
+        let m = Measurement::median_of(&runs).unwrap();
+        assert_eq!(
+            (m.requests_per_second, m.p99_ms, m.p50_ms),
+            (20.0, 5.0, 2.5)
+        );
+        assert_eq!(m.target, "a");
+        assert!(Measurement::median_of(&[]).is_none());
+    }
+
+    #[test]
+    fn rounds_alternate_which_target_goes_first() {
+        let mut order = Vec::new();
+        let runs = alternating_rounds(&["a", "b", "c"], 3, |t| {
+            order.push(*t);
+            Ok(order.len())
+        })
+        .unwrap();
+        assert_eq!(order, ["a", "b", "c", "c", "b", "a", "a", "b", "c"]);
+        assert_eq!(runs, [vec![1, 6, 7], vec![2, 5, 8], vec![3, 4, 9]]);
+    }
 }

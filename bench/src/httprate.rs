@@ -7,6 +7,9 @@
 //! connection frees, and its latency is counted from when it was due, not from when it
 //! left: a stall shows in the figures instead of slowing the load (what wrk2 calls
 //! correcting for coordinated omission). One thread drives every connection.
+//!
+//! `--timeline FILE` also writes every request as a line `due-ms connection latency-ms`
+//! (due time from the start of the run), to see when a tail happened.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,8 @@ pub struct Rate {
     pub rate: f64,
     pub duration: Duration,
     pub connections: usize,
+    /// Where to write every request's due time, connection and latency, when asked.
+    pub timeline: Option<std::path::PathBuf>,
 }
 
 impl Rate {
@@ -35,6 +40,7 @@ impl Rate {
             rate: 1000.0,
             duration: Duration::from_secs(5),
             connections: 50,
+            timeline: None,
         };
         for (flag, value) in flag_pairs(args)? {
             let positive = || match number::<f64>(flag, value)? {
@@ -47,6 +53,7 @@ impl Rate {
                 "--rate" => rate.rate = positive()?,
                 "--seconds" => rate.duration = Duration::from_secs_f64(positive()?),
                 "--connections" => rate.connections = number::<usize>(flag, value)?.max(1),
+                "--timeline" => rate.timeline = Some(value.into()),
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -77,11 +84,26 @@ async fn drive(rate: &Rate) -> Result<Summary, String> {
             one_connection(&rate, first, interval, count).await
         }));
     }
+    let elapsed_since = |due: Instant| due.saturating_duration_since(start);
     let mut latencies = Vec::with_capacity(total);
-    for task in tasks {
-        latencies.extend(task.await.map_err(|e| e.to_string())??);
+    let mut timeline = String::new();
+    for (connection, task) in tasks.into_iter().enumerate() {
+        for (due, latency) in task.await.map_err(|e| e.to_string())?? {
+            if rate.timeline.is_some() {
+                timeline.push_str(&format!(
+                    "{:.3} {connection} {:.3}\n",
+                    elapsed_since(due).as_secs_f64() * 1000.0,
+                    latency.as_secs_f64() * 1000.0
+                ));
+            }
+            latencies.push(latency);
+        }
     }
-    Ok(Summary::of(latencies, start.elapsed()))
+    let summary = Summary::of(latencies, start.elapsed());
+    if let Some(path) = &rate.timeline {
+        std::fs::write(path, timeline).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(summary)
 }
 
 async fn one_connection(
@@ -89,7 +111,7 @@ async fn one_connection(
     first: Instant,
     interval: Duration,
     count: usize,
-) -> Result<Vec<Duration>, String> {
+) -> Result<Vec<(Instant, Duration)>, String> {
     let mut stream = TcpStream::connect(("127.0.0.1", rate.port))
         .await
         .map_err(|e| format!("connect 127.0.0.1:{}: {e}", rate.port))?;
@@ -120,7 +142,7 @@ async fn one_connection(
             .map_err(|e| e.to_string())?;
         read_response(&mut stream, &mut buf, &mut sink).await?;
         free_since = Instant::now();
-        latencies.push(free_since - counted_from);
+        latencies.push((due, free_since - counted_from));
     }
     Ok(latencies)
 }

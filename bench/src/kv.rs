@@ -211,21 +211,15 @@ impl Runs {
         let mut measurements = Vec::new();
         let mut per_core = PerCore::default();
         for (runs, cpu) in self.0 {
-            let figure = |get: fn(&Measurement) -> f64| {
-                median(runs.iter().map(get).collect()).unwrap_or(0.0)
+            let Some(figures) = Measurement::median_of(&runs) else {
+                continue;
             };
-            let first = &runs[0];
             if let Some(value) = median(cpu) {
                 per_core
                     .0
-                    .push((first.case.clone(), first.target.clone(), value));
+                    .push((figures.case.clone(), figures.target.clone(), value));
             }
-            measurements.push(Measurement {
-                requests_per_second: figure(|m| m.requests_per_second),
-                p50_ms: figure(|m| m.p50_ms),
-                p99_ms: figure(|m| m.p99_ms),
-                ..first.clone()
-            });
+            measurements.push(figures);
         }
         (measurements, per_core)
     }
