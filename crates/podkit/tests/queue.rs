@@ -276,6 +276,64 @@ fn every_item_runs_once_with_its_data_in_a_private_file() {
 }
 
 #[test]
+fn managers_sharing_a_work_dir_keep_their_item_files_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let sides = ["a", "b"];
+    let sources: Vec<(Podkit, SocketAddr)> = sides
+        .iter()
+        .map(|side| {
+            let items = dir.path().join(format!("{side}.jsonl"));
+            let text: String = (0..12)
+                .map(|n| {
+                    let item =
+                        json!({"name": format!("{side}-{n}"), "data": {"side": side, "n": n}});
+                    format!("{item}\n")
+                })
+                .collect();
+            std::fs::write(&items, text).unwrap();
+            start_source("file", &items, &[])
+        })
+        .collect();
+    // Each worker reads its item file a moment after it starts, while the other
+    // manager's workers run beside it in the same directory.
+    let worker = format!(
+        "sleep 0.05; cat \"$WORK_ITEM_FILE\" > \"{out}/$WORK_ITEM_NAME.data\"",
+        out = out.display()
+    );
+    let runs: Vec<_> = sources
+        .iter()
+        .zip(sides)
+        .map(|((_, addr), side)| {
+            let (addr, worker, work) = (*addr, worker.clone(), work.clone());
+            let state = dir.path().join(format!("state-{side}"));
+            std::thread::spawn(move || {
+                let work_dir = ["--work-dir", work.to_str().unwrap(), "--parallelism", "3"];
+                run_batch(addr, &state, &worker, &work_dir, Duration::from_secs(60))
+            })
+        })
+        .collect();
+    for run in runs {
+        let output = run.join().unwrap();
+        assert!(output.status.success(), "{}", text(&output));
+    }
+    for side in sides {
+        for n in 0..12 {
+            let name = format!("{side}-{n}");
+            let data = std::fs::read_to_string(out.join(format!("{name}.data"))).unwrap();
+            let data: Value = serde_json::from_str(data.trim()).unwrap();
+            assert_eq!(
+                data,
+                json!({"side": side, "n": n}),
+                "{name} read its own data"
+            );
+        }
+    }
+}
+
+#[test]
 fn failures_are_retried_then_parked_and_retry_revives_them() {
     let names: Vec<String> = ["good-1", "bad-1", "good-2", "bad-2"]
         .map(String::from)
