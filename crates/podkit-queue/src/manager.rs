@@ -368,17 +368,20 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
         .checked_sub(Duration::from_secs(10))
         .unwrap_or_else(Instant::now);
     let mut stopping = false;
+    // Retry requests seen while a sync was under way, taken when it is acknowledged.
+    let mut requests_waiting = false;
     loop {
         let retry_at = queue.next_retry();
         tokio::select! {
             _ = poll.tick(), if !stopping => {
-                // Retries asked for by `podkit queue retry` while the manager runs.
-                match store.take_requests(&args.state, &mut queue.state, args.max_attempts) {
-                    Ok(revived) if !revived.is_empty() => {
-                        tracing::info!(items = revived.len(), "items revived by a retry request");
-                    }
-                    Ok(_) => {}
-                    Err(err) => return Err(ComponentError::runtime(format!("state: {err}"))),
+                // Retries asked for by `podkit queue retry` while the manager runs. Not
+                // while outcomes are being synced: a request then waits for them, so
+                // that it sees (and revives) an item whose last attempt just failed, and
+                // the state on disk and in memory take the two in the same order.
+                if syncing.is_none() {
+                    take_retry_requests(&store, &args, &mut queue)?;
+                } else {
+                    requests_waiting = true;
                 }
                 // The listing runs beside the loop: workers keep being recorded and
                 // replaced, and shutdown noticed, while a slow source answers.
@@ -461,6 +464,9 @@ pub async fn run(args: RunArgs, ctx: Context) -> Result<(), ComponentError> {
                     .map_err(|e| ComponentError::runtime(format!("state: {e}")))?
                     .map_err(|e| ComponentError::runtime(format!("state: {e}")))?;
                 acknowledge(&mut queue, batch.finished, &batch.events, &args, &metrics);
+                if std::mem::take(&mut requests_waiting) {
+                    take_retry_requests(&store, &args, &mut queue)?;
+                }
                 start_sync(&store, &mut unsynced, &mut syncing);
             }
             _ = sleep_until(retry_at), if retry_at.is_some() && !stopping => {}
@@ -640,6 +646,22 @@ fn events_of(finished: &[Finished]) -> Vec<Event> {
         }
     }
     events
+}
+
+/// Records and applies the requests of `podkit queue retry` waiting in the state
+/// directory.
+fn take_retry_requests(
+    store: &Store,
+    args: &RunArgs,
+    queue: &mut Queue,
+) -> Result<(), ComponentError> {
+    let revived = store
+        .take_requests(&args.state, &mut queue.state, args.max_attempts)
+        .map_err(|err| ComponentError::runtime(format!("state: {err}")))?;
+    if !revived.is_empty() {
+        tracing::info!(items = revived.len(), "items revived by a retry request");
+    }
+    Ok(())
 }
 
 /// Starts syncing every waiting outcome in one transaction (group commit), unless
