@@ -300,28 +300,6 @@ impl Store {
         Ok((got.kvs().iter().map(Entry::from_kv).collect(), revision))
     }
 
-    /// Deletes `key` only if it is still the one created at `create_revision`.
-    pub async fn delete_if_created(
-        &self,
-        key: &str,
-        create_revision: i64,
-    ) -> Result<bool, StoreError> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                key,
-                CompareOp::Equal,
-                create_revision,
-            )])
-            .and_then([TxnOp::delete(key, None)]);
-        let response = self
-            .call(|mut c| {
-                let txn = txn.clone();
-                async move { c.txn(txn).await }
-            })
-            .await?;
-        Ok(response.succeeded())
-    }
-
     /// Returns once `key` is deleted (or already was) after `revision`, by watching:
     /// no polling.
     pub async fn wait_deleted(&self, key: &str, revision: i64) -> Result<(), StoreError> {
