@@ -10,18 +10,43 @@ pub const SERVER_CORES: &str = "0";
 /// Core that the load generator is pinned to.
 pub const CLIENT_CORES: &str = "1";
 
-/// Pins every thread of a running process to `cores` (`taskset -a -p -c`).
+/// Pins every thread of a running process, and of every process it has started, to
+/// `cores` (`taskset -a -p -c`): a server that forks its workers (nginx's master, Varnish's
+/// manager) is pinned whole, not only its parent process.
 pub fn pin(pid: u32, cores: &str) -> Result<(), String> {
-    let status = Command::new("taskset")
-        .args(["-a", "-p", "-c", cores, &pid.to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map_err(|e| format!("taskset (Debian package util-linux): {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("taskset -p {pid} failed: {status}"))
+    for pid in process_tree(pid) {
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", cores, &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("taskset (Debian package util-linux): {e}"))?;
+        if !status.success() {
+            return Err(format!("taskset -p {pid} failed: {status}"));
+        }
     }
+    Ok(())
+}
+
+/// `pid` and its descendants, parents first (from `/proc/PID/task/TID/children`).
+fn process_tree(pid: u32) -> Vec<u32> {
+    let mut tree = vec![pid];
+    let mut next = 0;
+    while let Some(&parent) = tree.get(next) {
+        next += 1;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            tree.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    tree
 }
 
 /// Starts `podkit <args>` (built beside this binary), waits until it is ready, and pins
@@ -316,6 +341,16 @@ mod tests {
         );
         assert_eq!(m.target, "a");
         assert!(Measurement::median_of(&[]).is_none());
+    }
+
+    #[test]
+    fn a_process_tree_holds_the_children_a_process_started() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let tree = process_tree(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(tree[0], std::process::id());
+        assert!(tree.contains(&child.id()), "{tree:?} lacks {}", child.id());
     }
 
     #[test]
