@@ -1,8 +1,8 @@
 //! Running one attempt of one item: the worker interface of chapter 10. The item's data
-//! goes into a file made for the attempt (`item-N.json` in the work directory, mode
+//! goes into a file made for the attempt (`item-PID-N.json` in the work directory, mode
 //! 0600) named by `WORK_ITEM_FILE`; the worker command runs under `/bin/sh -c` in its own
 //! process group; exit status 0 is success; past the timeout the whole group is
-//! terminated. Its stdout and stderr go to `item-N.out` beside the item file while it
+//! terminated. Its stdout and stderr go to `item-PID-N.out` beside the item file while it
 //! runs, and are appended to the item's log when it ends (a silent success leaves no
 //! log). Both files are removed afterwards.
 
@@ -93,12 +93,14 @@ async fn attempt_inner(
     attempt: u32,
     data: &Value,
 ) -> std::io::Result<Outcome> {
-    // Named by a counter: an item's name may be longer than a file name can be.
+    // Named by the manager's process id and a counter: an item's name may be longer than
+    // a file name can be, and managers given the same --work-dir must not meet.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("item-{}-{seq}", std::process::id());
     let begun = std::time::SystemTime::now();
-    let item_file = spec.work_dir.join(format!("item-{seq}.json"));
-    let output_file = spec.work_dir.join(format!("item-{seq}.out"));
+    let item_file = spec.work_dir.join(format!("{name}.json"));
+    let output_file = spec.work_dir.join(format!("{name}.out"));
     let mut data_bytes = serde_json::to_vec(data).map_err(std::io::Error::other)?;
     data_bytes.push(b'\n');
     // Not synced: the file lives only as long as the attempt, and a crash reruns it.
