@@ -124,7 +124,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
          for first. On this AMD CPU ring runs SHA-384 in its portable code \
          (`sha512_block_data_order_nohw`). rustls on the aws-lc-rs provider, measured by \
          hand the same way, was no faster (1.99k–2.15k handshakes/s against ring's \
-         2.09k–2.16k), so the rest of the gap is per connection, not in the cryptography."
+         2.09k–2.16k), so a different provider alone does not close the gap."
             .into(),
     );
     Ok(report)
