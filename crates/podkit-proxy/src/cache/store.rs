@@ -25,12 +25,19 @@ pub const BLOCK: usize = 1 << 20;
 pub const FIRST_BLOCK: usize = 16 << 10;
 
 /// A stored body in blocks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StoredBody {
     blocks: Vec<Bytes>,
     len: u64,
     /// The size of the next block to open.
     next_block: usize,
+}
+
+impl Default for StoredBody {
+    /// An empty body of unknown length.
+    fn default() -> StoredBody {
+        StoredBody::expecting(None)
+    }
 }
 
 impl StoredBody {
@@ -41,8 +48,9 @@ impl StoredBody {
             usize::try_from(len).unwrap_or(BLOCK).clamp(1, BLOCK)
         });
         StoredBody {
+            blocks: Vec::new(),
+            len: 0,
             next_block: first,
-            ..StoredBody::default()
         }
     }
 
@@ -54,12 +62,8 @@ impl StoredBody {
                 if !open.is_empty() {
                     self.blocks.push(std::mem::take(open).freeze());
                 }
-                let size = match self.next_block {
-                    0 => FIRST_BLOCK,
-                    size => size,
-                };
-                *open = bytes::BytesMut::with_capacity(size);
-                self.next_block = size.saturating_mul(2).min(BLOCK);
+                *open = bytes::BytesMut::with_capacity(self.next_block);
+                self.next_block = self.next_block.saturating_mul(2).min(BLOCK);
             }
             let room = open.capacity() - open.len();
             let take = room.min(data.len());
@@ -71,10 +75,10 @@ impl StoredBody {
     /// Closes the last block: kept as it is when full, else copied to its exact length so
     /// that the body holds only its own bytes.
     pub fn finish(mut self, open: bytes::BytesMut) -> StoredBody {
-        if open.len() == open.capacity() && !open.is_empty() {
-            self.blocks.push(open.freeze());
-        } else if !open.is_empty() {
-            self.blocks.push(Bytes::copy_from_slice(&open));
+        match open.len() {
+            0 => {}
+            full if full == open.capacity() => self.blocks.push(open.freeze()),
+            _ => self.blocks.push(Bytes::copy_from_slice(&open)),
         }
         self
     }
