@@ -5,14 +5,13 @@
 //! also compared at one fixed request rate for both (`podkit-bench httprate`), since a
 //! closed loop measures each server's latency at a different load.
 
-use crate::harness::start_podkit;
 use std::time::Duration;
 
 use podkit_testkit::free_port;
 use podkit_testkit::servers::{Nginx, Varnish};
 
 use crate::harness::{
-    alternating_rounds, median, output, pin, pinned, Measurement, Report, CLIENT_CORES,
+    alternating_rounds, output, pin, pinned, start_podkit, Measurement, Report, CLIENT_CORES,
     SERVER_CORES,
 };
 use crate::loadgen::Summary;
@@ -172,14 +171,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
     for (case, path, rate, connections) in FIXED_RATE_CASES {
         let targets = [("podkit", podkit_port), ("varnish", varnish.addr.port())];
         let runs = alternating_rounds(&targets, fixed_rounds, |(target, port)| {
-            let summary = httprate(*port, path, rate, seconds, connections)?;
-            Ok(Measurement {
-                target: target.to_string(),
-                case: case.to_string(),
-                requests_per_second: summary.requests_per_second,
-                p50_ms: summary.p50_ms,
-                p99_ms: summary.p99_ms,
-            })
+            Ok(httprate(*port, path, rate, seconds, connections)?.measurement(target, case))
         })?;
         spread.extend(runs);
     }
@@ -206,13 +198,12 @@ fn p99_spread(runs: &[Vec<Measurement>]) -> String {
     for runs in runs {
         let mut p99: Vec<f64> = runs.iter().map(|m| m.p99_ms).collect();
         p99.sort_by(f64::total_cmp);
-        if let (Some(first), Some(median)) = (runs.first(), median(p99.clone())) {
+        if let (Some(first), Some(lowest), Some(highest)) = (runs.first(), p99.first(), p99.last())
+        {
+            let middle = p99[p99.len() / 2];
             table.push_str(&format!(
-                "| {} | {} | {:.3} | {median:.3} | {:.3} |\n",
-                first.case,
-                first.target,
-                p99[0],
-                p99[p99.len() - 1]
+                "| {} | {} | {lowest:.3} | {middle:.3} | {highest:.3} |\n",
+                first.case, first.target
             ));
         }
     }

@@ -349,13 +349,7 @@ fn memload(
             .args(["--op", op]),
     )?;
     let summary = Summary::parse(line.trim()).ok_or_else(|| format!("memload printed {line:?}"))?;
-    Ok(Measurement {
-        target: target.to_string(),
-        case: format!("memcache {op} -P {pipeline}"),
-        requests_per_second: summary.requests_per_second,
-        p50_ms: summary.p50_ms,
-        p99_ms: summary.p99_ms,
-    })
+    Ok(summary.measurement(target, &format!("memcache {op} -P {pipeline}")))
 }
 
 /// One redis-benchmark test (`set` or `get`), alone so that CPU time is its own.

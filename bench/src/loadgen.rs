@@ -40,6 +40,17 @@ impl Summary {
         )
     }
 
+    /// As a report row.
+    pub fn measurement(&self, target: &str, case: &str) -> crate::harness::Measurement {
+        crate::harness::Measurement {
+            target: target.to_string(),
+            case: case.to_string(),
+            requests_per_second: self.requests_per_second,
+            p50_ms: self.p50_ms,
+            p99_ms: self.p99_ms,
+        }
+    }
+
     /// Reads [`Summary::line`] back.
     pub fn parse(line: &str) -> Option<Summary> {
         let mut fields = line.split_whitespace().map(|f| f.split_once('='));

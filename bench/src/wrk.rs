@@ -113,22 +113,10 @@ pub fn interleaved(
     duration: Duration,
     headers: &[&str],
 ) -> Result<Vec<(String, WrkResult)>, String> {
-    interleaved_with(targets, rounds, connections, duration, headers, &[])
-}
-
-/// Like [`interleaved`] with extra wrk arguments.
-pub fn interleaved_with(
-    targets: &[(&str, String)],
-    rounds: usize,
-    connections: u32,
-    duration: Duration,
-    headers: &[&str],
-    extra: &[&str],
-) -> Result<Vec<(String, WrkResult)>, String> {
     let mut runs: Vec<Vec<WrkResult>> = vec![Vec::new(); targets.len()];
     for _ in 0..rounds.max(1) {
         for (i, (_, url)) in targets.iter().enumerate() {
-            runs[i].push(run_with(url, connections, duration, headers, extra)?);
+            runs[i].push(run(url, connections, duration, headers)?);
         }
     }
     Ok(targets
