@@ -228,12 +228,21 @@ fn decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A body of `len` bytes whose byte i is i mod 251 (see [`origin`]'s `pattern`).
+pub fn pattern_body(len: usize) -> Bytes {
+    (0..len)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
 /// `/origin/...`: an origin whose caching headers the query sets, for cache tests.
 ///
 /// `cc` (Cache-Control), `etag` (answers 304 to a matching If-None-Match), `lm` (Last-Modified
 /// as Unix seconds; answers 304 to If-Modified-Since), `expires` (seconds from now,
 /// may be negative), `vary` (a header name; the body echoes its value), `status`, `size`
-/// (body bytes), `age`, `loc` (Location). The body otherwise names the backend and counts
+/// (body bytes: `o`s, or with `pattern=1` byte i is i mod 251, so that a misplaced block
+/// shows), `age`, `loc` (Location). The body otherwise names the backend and counts
 /// the requests for this path: `origin-name 3`.
 fn origin(state: &State, req: &Request<Incoming>, count: u64) -> Response<Body> {
     let now = std::time::SystemTime::now();
@@ -260,6 +269,7 @@ fn origin(state: &State, req: &Request<Incoming>, count: u64) -> Response<Body> 
     };
     let vary = query_text(req, "vary");
     let body = match (query(req, "size"), &vary) {
+        (Some(size), _) if query(req, "pattern") == Some(1) => pattern_body(size as usize),
         (Some(size), _) => Bytes::from(vec![b'o'; size as usize]),
         (None, Some(name)) => {
             let value = req

@@ -351,17 +351,18 @@ fn rss_bytes(pid: u32) -> u64 {
     kb * 1024
 }
 
-#[test]
-fn memory_stays_bounded_under_a_working_set_three_times_larger() {
+/// Requests 96 MiB of distinct objects of `size` bytes, twice over, from a cache of
+/// `--memory 32MiB`: the stored bytes stay under the bound, entries are evicted, and RSS
+/// grows by no more than the bound plus a fixed overhead.
+fn working_set_three_times_the_bound(size: usize) {
     let origin = Backend::start("origin");
     let (mut c, addr) = cache(&origin, &["--memory", "32MiB"]);
     let pid = c.process().pid().unwrap();
     let before = rss_bytes(pid);
-    // 96 MiB of distinct 64 KiB objects, twice over.
     for round in 0..2 {
-        for i in 0..1536 {
-            let resp = get(addr, &format!("/origin/m{i}?cc=max-age%3D600&size=65536"));
-            assert_eq!(resp.body.len(), 65536, "round {round}");
+        for i in 0..(96 << 20) / size {
+            let resp = get(addr, &format!("/origin/m{i}?cc=max-age%3D600&size={size}"));
+            assert_eq!(resp.body.len(), size, "round {round}");
         }
     }
     let stored = metric(c.admin, "podkit_cache_stored_bytes", &[]).unwrap();
@@ -373,6 +374,42 @@ fn memory_stays_bounded_under_a_working_set_three_times_larger() {
         "RSS grew by {} MiB",
         grown >> 20
     );
+}
+
+#[test]
+fn memory_stays_bounded_under_a_working_set_three_times_larger() {
+    working_set_three_times_the_bound(64 << 10);
+}
+
+#[test]
+fn memory_stays_bounded_with_large_objects() {
+    working_set_three_times_the_bound(512 << 10);
+}
+
+#[test]
+fn large_bodies_are_served_whole() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    // Not a multiple of the block size or of the pattern's period.
+    let size = (1 << 20) + 4099;
+    let path = format!("/origin/large?cc=max-age%3D60&size={size}&pattern=1");
+    let expected = podkit_testkit::backend::pattern_body(size);
+    let miss = get(addr, &path);
+    assert_eq!(x_cache(&miss), "MISS");
+    assert!(miss.body == expected, "the miss's body differs");
+    for _ in 0..3 {
+        let hit = get(addr, &path);
+        assert_eq!(x_cache(&hit), "HIT");
+        assert!(hit.body == expected, "a hit's body differs");
+    }
+    let head = req(addr, "HEAD", &path, &[]);
+    assert_eq!(x_cache(&head), "HIT");
+    assert_eq!(
+        head.header("content-length"),
+        Some(size.to_string().as_str())
+    );
+    assert!(head.body.is_empty());
+    assert_eq!(origin.requests_for("/origin/large"), 1);
 }
 
 #[test]
