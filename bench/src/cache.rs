@@ -1,9 +1,13 @@
 //! `cache`: podkit cache against Varnish (Debian's 7.1) in front of the same origin, on the
 //! same pinned core: a small cached object, a 1 MiB cached object, and the miss path
 //! (every request a new URL) against going to the origin directly. Throughput comes from
-//! wrk (closed loop: each connection sends its next request when answered); latency is
-//! also compared at one fixed request rate for both (`podkit-bench httprate`), since a
-//! closed loop measures each server's latency at a different load.
+//! wrk (closed loop: each connection sends its next request when answered). wrk reads
+//! 8 KiB per system call, which fills its own core before either server's on 1 MiB
+//! bodies, so that case is also run with `podkit-bench httprate --rate max`, a closed
+//! loop that reads 64 KiB at a time; each closed-loop run records how busy the server's
+//! and the load generator's cores were. Latency is also compared at fixed request rates
+//! (`podkit-bench httprate`), since a closed loop measures each server's latency at a
+//! different load.
 
 use std::time::Duration;
 
@@ -11,8 +15,8 @@ use podkit_testkit::free_port;
 use podkit_testkit::servers::{Nginx, Varnish};
 
 use crate::harness::{
-    alternating_rounds, output, pin, pinned, start_podkit, Measurement, Report, CLIENT_CORES,
-    SERVER_CORES,
+    alternating_rounds, median, output, pin, pinned, start_podkit, CpuTimes, Measurement, Report,
+    CLIENT_CORES, SERVER_CORES,
 };
 use crate::loadgen::Summary;
 use crate::wrk;
@@ -62,7 +66,8 @@ pub fn run(quick: bool) -> Result<Report, String> {
     let rounds = if quick { 1 } else { ROUNDS };
     let mut report = Report::new("cache", "a caching tier: podkit cache vs Varnish", quick);
     report.setup.push(format!(
-        "Load: wrk -t1 --latency, {}s per run, {rounds} rounds",
+        "Load: wrk -t1 --latency, {}s per run, {rounds} rounds; the \"64 KiB reads\" case: \
+         podkit-bench httprate --rate max (bench/src/httprate.rs, closed loop, one thread)",
         duration.as_secs()
     ));
     report.setup.push(
@@ -125,41 +130,77 @@ pub fn run(quick: bool) -> Result<Report, String> {
     let varnish_url = format!("http://{}", varnish.addr);
     let origin_url = format!("http://{}", origin.addr);
     let script_arg = format!("-s{}", script.display());
-    let cases: [(&str, &str, u32, Vec<&str>, bool); 3] = [
-        ("hit: 20-byte object, c=50", "/small", 50, vec![], false),
-        ("hit: 1 MiB object, c=10", "/big", 10, vec![], false),
+    let unique_urls = Load::Wrk(vec![script_arg.as_str()]);
+    let cases: [(&str, &str, u32, &Load, bool); 4] = [
+        (
+            "hit: 20-byte object, c=50",
+            "/small",
+            50,
+            &Load::Wrk(vec![]),
+            false,
+        ),
+        (
+            "hit: 1 MiB object, c=10",
+            "/big",
+            10,
+            &Load::Wrk(vec![]),
+            false,
+        ),
+        (
+            "hit: 1 MiB object, c=10, 64 KiB reads",
+            "/big",
+            10,
+            &Load::ClosedLoop,
+            false,
+        ),
         (
             "miss: a new URL every request, c=20",
             "/",
             20,
-            vec![script_arg.as_str()],
+            &unique_urls,
             true,
         ),
     ];
     // Every run, by case and target.
     let mut spread: Vec<Vec<Measurement>> = Vec::new();
-    for (case, path, connections, extra, with_origin) in cases {
+    let mut core_use = String::from(
+        "| case | target | server core busy % | load generator core busy % |\n|---|---|---:|---:|\n",
+    );
+    for (case, path, connections, load, with_origin) in cases {
         let mut targets = vec![
-            ("podkit", format!("{podkit_url}{path}")),
-            ("varnish", format!("{varnish_url}{path}")),
+            ("podkit", podkit_url.as_str(), podkit_port),
+            ("varnish", varnish_url.as_str(), varnish.addr.port()),
         ];
         if with_origin {
-            targets.push(("origin direct", format!("{origin_url}{path}")));
+            targets.push(("origin direct", origin_url.as_str(), origin.addr.port()));
         }
         // Fill the caches, then measure.
-        for (_, url) in &targets {
-            wrk::run_with(url, connections, Duration::from_secs(1), &[], &extra)?;
+        for target in &targets {
+            load.run(target, case, path, connections, Duration::from_secs(1))?;
         }
-        let runs = alternating_rounds(&targets, rounds, |(target, url)| {
-            let result = wrk::run_with(url, connections, duration, &[], &extra)?;
-            if result.errors > 0 {
+        let runs = alternating_rounds(&targets, rounds, |target| {
+            let before = CpuTimes::now()?;
+            let (measurement, errors) = load.run(target, case, path, connections, duration)?;
+            let after = CpuTimes::now()?;
+            if errors > 0 {
                 report
                     .notes
-                    .push(format!("{target}, {case}: {} errors", result.errors));
+                    .push(format!("{}, {case}: {errors} errors", target.0));
             }
-            Ok(result.measurement(target, case))
+            let busy = |core| after.busy_percent(&before, core).unwrap_or(0.0);
+            Ok((measurement, busy(SERVER_CORES), busy(CLIENT_CORES)))
         })?;
-        spread.extend(runs);
+        for ((target, _, _), runs) in targets.iter().zip(&runs) {
+            let server = median(runs.iter().map(|r| r.1).collect()).unwrap_or(0.0);
+            let client = median(runs.iter().map(|r| r.2).collect()).unwrap_or(0.0);
+            core_use.push_str(&format!(
+                "| {case} | {target} | {server:.0} | {client:.0} |\n"
+            ));
+        }
+        spread.extend(
+            runs.into_iter()
+                .map(|runs| runs.into_iter().map(|r| r.0).collect()),
+        );
     }
     let seconds = duration.as_secs().max(2) + 1;
     let fixed_rounds = if quick { 1 } else { FIXED_RATE_ROUNDS };
@@ -171,7 +212,10 @@ pub fn run(quick: bool) -> Result<Report, String> {
     for (case, path, rate, connections) in FIXED_RATE_CASES {
         let targets = [("podkit", podkit_port), ("varnish", varnish.addr.port())];
         let runs = alternating_rounds(&targets, fixed_rounds, |(target, port)| {
-            Ok(httprate(*port, path, rate, seconds, connections)?.measurement(target, case))
+            Ok(
+                httprate(*port, path, &rate.to_string(), seconds, connections)?
+                    .measurement(target, case),
+            )
         })?;
         spread.extend(runs);
     }
@@ -183,6 +227,10 @@ pub fn run(quick: bool) -> Result<Report, String> {
     report
         .sections
         .push(("p99 over the rounds".into(), p99_spread(&spread)));
+    report.sections.push((
+        "Core use in the closed-loop runs (median over the rounds)".into(),
+        core_use,
+    ));
     report.ratios.push(("podkit".into(), "varnish".into()));
     report
         .ratios
@@ -210,12 +258,50 @@ fn p99_spread(runs: &[Vec<Measurement>]) -> String {
     table
 }
 
-/// One fixed-rate run of `podkit-bench httprate` against `path` on 127.0.0.1:`port`,
-/// pinned to the load generator's core.
+/// How a closed-loop case is loaded.
+enum Load<'a> {
+    /// wrk, with these extra arguments.
+    Wrk(Vec<&'a str>),
+    /// `podkit-bench httprate --rate max`: a closed loop that reads 64 KiB per system
+    /// call, where wrk reads 8 KiB and fills its own core first on large bodies.
+    ClosedLoop,
+}
+
+/// A target of the closed-loop cases: its name, its `http://` base URL and its port.
+type Target<'a> = (&'a str, &'a str, u16);
+
+impl Load<'_> {
+    /// Runs the load on `path` of `target`; returns the case's figures and how many
+    /// requests failed.
+    fn run(
+        &self,
+        target: &Target,
+        case: &str,
+        path: &str,
+        connections: u32,
+        duration: Duration,
+    ) -> Result<(Measurement, u64), String> {
+        let (name, base, port) = *target;
+        match self {
+            Load::Wrk(extra) => {
+                let url = format!("{base}{path}");
+                let result = wrk::run_with(&url, connections, duration, &[], extra)?;
+                Ok((result.measurement(name, case), result.errors))
+            }
+            Load::ClosedLoop => {
+                let summary = httprate(port, path, "max", duration.as_secs(), connections)?;
+                Ok((summary.measurement(name, case), 0))
+            }
+        }
+    }
+}
+
+/// One run of `podkit-bench httprate` at `rate` (requests per second, or `max`) against
+/// `path` on 127.0.0.1:`port`, pinned to the load generator's core.
 fn httprate(
     port: u16,
     path: &str,
-    rate: u32,
+    rate: &str,
     seconds: u64,
     connections: u32,
 ) -> Result<Summary, String> {
@@ -225,7 +311,7 @@ fn httprate(
         pinned(CLIENT_CORES, &exe.to_string_lossy())
             .arg("httprate")
             .args(["--port", &port, "--path", path])
-            .args(["--rate", &rate.to_string()])
+            .args(["--rate", rate])
             .args(["--seconds", &seconds.to_string()])
             .args(["--connections", &connections.to_string()]),
     )?;

@@ -131,6 +131,49 @@ pub fn alternating_rounds<T, R>(
     Ok(runs)
 }
 
+/// How long each CPU has been busy and in all, from `/proc/stat`: two snapshots around a
+/// run tell which side of it filled its core.
+#[derive(Debug, Clone, Default)]
+pub struct CpuTimes(std::collections::BTreeMap<String, (u64, u64)>);
+
+impl CpuTimes {
+    /// The counters now.
+    pub fn now() -> Result<CpuTimes, String> {
+        let stat = std::fs::read_to_string("/proc/stat").map_err(|e| format!("/proc/stat: {e}"))?;
+        Ok(CpuTimes::parse(&stat))
+    }
+
+    /// The `cpuN` lines of `/proc/stat`: busy is everything but idle and iowait.
+    pub fn parse(stat: &str) -> CpuTimes {
+        let mut cpus = std::collections::BTreeMap::new();
+        for line in stat.lines() {
+            let mut fields = line.split_whitespace();
+            let Some(name) = fields
+                .next()
+                .filter(|n| n.len() > 3 && n.starts_with("cpu"))
+            else {
+                continue;
+            };
+            // user nice system idle iowait irq softirq steal
+            let ticks: Vec<u64> = fields.take(8).filter_map(|f| f.parse().ok()).collect();
+            if ticks.len() == 8 {
+                let total: u64 = ticks.iter().sum();
+                cpus.insert(name[3..].to_string(), (total - ticks[3] - ticks[4], total));
+            }
+        }
+        CpuTimes(cpus)
+    }
+
+    /// The percentage of `core`'s time (its number, as in [`SERVER_CORES`]) spent busy
+    /// between `earlier` and these counters.
+    pub fn busy_percent(&self, earlier: &CpuTimes, core: &str) -> Option<f64> {
+        let (busy, total) = self.0.get(core)?;
+        let (busy_before, total_before) = earlier.0.get(core)?;
+        let total = total.checked_sub(*total_before).filter(|t| *t > 0)?;
+        Some(100.0 * busy.saturating_sub(*busy_before) as f64 / total as f64)
+    }
+}
+
 /// A benchmark's report, written as markdown.
 #[derive(Debug)]
 pub struct Report {
@@ -341,6 +384,19 @@ mod tests {
         );
         assert_eq!(m.target, "a");
         assert!(Measurement::median_of(&[]).is_none());
+    }
+
+    #[test]
+    fn cpu_busy_time_leaves_out_idle_and_iowait() {
+        let before = CpuTimes::parse(
+            "cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 100 0 50 800 10 0 40 0 0 0\ncpu1 0 0 0 10 0 0 0 0 0 0\n",
+        );
+        let after = CpuTimes::parse(
+            "cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 160 0 70 810 10 0 50 0 0 0\ncpu1 0 0 0 10 0 0 0 0 0 0\n",
+        );
+        assert_eq!(after.busy_percent(&before, "0"), Some(90.0));
+        assert_eq!(after.busy_percent(&before, "1"), None, "no time passed");
+        assert_eq!(after.busy_percent(&before, "7"), None);
     }
 
     #[test]
