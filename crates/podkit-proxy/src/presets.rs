@@ -312,17 +312,10 @@ impl TlsArgs {
             config.listeners.push(ListenerConfig {
                 listen: redirect,
                 tls: None,
-                routes: vec![RouteConfig {
-                    host: None,
-                    path: "/".into(),
-                    to: Target::RedirectHttps(RedirectConfig {
-                        https_port: self.listen.port(),
-                        status: 308,
-                    }),
-                    tee: None,
-                    cache: None,
-                    rate_limit: None,
-                }],
+                routes: vec![catch_all(Target::RedirectHttps(RedirectConfig {
+                    https_port: self.listen.port(),
+                    status: 308,
+                }))],
             });
         }
         Ok(config)
@@ -440,25 +433,14 @@ impl SplitArgs {
             }
             None => None,
         };
-        Ok(ProxyConfig {
-            listeners: vec![ListenerConfig {
-                listen: self.listen,
-                tls: None,
-                routes: vec![RouteConfig {
-                    host: None,
-                    path: "/".into(),
-                    to: Target::Split(SplitConfig {
-                        sticky: self.sticky.clone(),
-                        sides,
-                    }),
-                    tee,
-                    cache: None,
-                    rate_limit: None,
-                }],
-            }],
-            pools,
-            limits: self.limits.limits(),
-        })
+        let route = RouteConfig {
+            tee,
+            ..catch_all(Target::Split(SplitConfig {
+                sticky: self.sticky.clone(),
+                sides,
+            }))
+        };
+        Ok(one_listener(self.listen, None, route, pools, &self.limits))
     }
 }
 
@@ -542,25 +524,11 @@ impl ShardArgs {
             }
             shards.push(ShardEntry { pool, id });
         }
-        Ok(ProxyConfig {
-            listeners: vec![ListenerConfig {
-                listen: self.listen,
-                tls: None,
-                routes: vec![RouteConfig {
-                    host: None,
-                    path: "/".into(),
-                    to: Target::Shard(ShardConfig {
-                        key: self.key.clone(),
-                        shards,
-                    }),
-                    tee: None,
-                    cache: None,
-                    rate_limit: None,
-                }],
-            }],
-            pools,
-            limits: self.limits.limits(),
-        })
+        let route = catch_all(Target::Shard(ShardConfig {
+            key: self.key.clone(),
+            shards,
+        }));
+        Ok(one_listener(self.listen, None, route, pools, &self.limits))
     }
 }
 
@@ -752,27 +720,46 @@ impl ProxyArgs {
     }
 }
 
+/// A proxy of one pool, `backends`, that every request goes to.
 fn single_pool(
     listen: SocketAddr,
     tls: Option<TlsConfig>,
     pool: PoolConfig,
     limits: &LimitArgs,
 ) -> ProxyConfig {
+    let pools = BTreeMap::from([("backends".to_string(), pool)]);
+    let route = catch_all(Target::Pool("backends".into()));
+    one_listener(listen, tls, route, pools, limits)
+}
+
+/// A proxy with one listener and one route.
+fn one_listener(
+    listen: SocketAddr,
+    tls: Option<TlsConfig>,
+    route: RouteConfig,
+    pools: BTreeMap<String, PoolConfig>,
+    limits: &LimitArgs,
+) -> ProxyConfig {
     ProxyConfig {
         listeners: vec![ListenerConfig {
             listen,
             tls,
-            routes: vec![RouteConfig {
-                host: None,
-                path: "/".into(),
-                to: Target::Pool("backends".into()),
-                tee: None,
-                cache: None,
-                rate_limit: None,
-            }],
+            routes: vec![route],
         }],
-        pools: BTreeMap::from([("backends".to_string(), pool)]),
+        pools,
         limits: limits.limits(),
+    }
+}
+
+/// A route of every request (`/`) to `to`, with no tee, cache or rate limit.
+fn catch_all(to: Target) -> RouteConfig {
+    RouteConfig {
+        host: None,
+        path: "/".into(),
+        to,
+        tee: None,
+        cache: None,
+        rate_limit: None,
     }
 }
 

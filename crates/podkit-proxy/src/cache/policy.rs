@@ -398,89 +398,59 @@ mod tests {
 
     #[test]
     fn storability() {
-        let ok = cc("max-age=60");
-        let none = HeaderMap::new();
-        assert!(storable(
-            &none,
-            &CacheControl::default(),
-            StatusCode::OK,
-            &none,
-            &ok
-        ));
-        assert!(!storable(
-            &none,
-            &CacheControl::default(),
-            StatusCode::OK,
-            &none,
-            &cc("no-store, max-age=60")
-        ));
-        assert!(!storable(
-            &none,
-            &cc("no-store"),
-            StatusCode::OK,
-            &none,
-            &ok
-        ));
-        assert!(!storable(
-            &none,
-            &CacheControl::default(),
-            StatusCode::OK,
-            &none,
-            &cc("private, max-age=60")
-        ));
-        let auth = headers(&[("authorization", "Bearer x".into())]);
-        assert!(!storable(
-            &auth,
-            &CacheControl::default(),
-            StatusCode::OK,
-            &none,
-            &ok
-        ));
-        assert!(storable(
-            &auth,
-            &CacheControl::default(),
-            StatusCode::OK,
-            &none,
-            &cc("s-maxage=60")
-        ));
-        assert!(storable(
-            &auth,
-            &CacheControl::default(),
-            StatusCode::OK,
-            &none,
-            &cc("public, max-age=60")
-        ));
-        let star = headers(&[("vary", "*".into())]);
-        assert!(!storable(
-            &none,
-            &CacheControl::default(),
-            StatusCode::OK,
-            &star,
-            &ok
-        ));
-        assert!(!storable(
-            &none,
-            &CacheControl::default(),
-            StatusCode::PARTIAL_CONTENT,
-            &none,
-            &ok
-        ));
-        // No freshness and no validator: nothing to reuse.
-        assert!(!storable(
-            &none,
-            &CacheControl::default(),
-            StatusCode::OK,
-            &none,
-            &CacheControl::default()
-        ));
-        let etag = headers(&[("etag", "\"v1\"".into())]);
-        assert!(storable(
-            &none,
-            &CacheControl::default(),
-            StatusCode::OK,
-            &etag,
-            &CacheControl::default()
-        ));
+        // (request headers, request Cache-Control, status, response headers, response
+        // Cache-Control, storable?)
+        type Pairs = &'static [(&'static str, &'static str)];
+        const AUTH: Pairs = &[("authorization", "Bearer x")];
+        let cases: [(Pairs, &str, StatusCode, Pairs, &str, bool); 11] = [
+            (&[], "", StatusCode::OK, &[], "max-age=60", true),
+            (&[], "", StatusCode::OK, &[], "no-store, max-age=60", false),
+            (&[], "no-store", StatusCode::OK, &[], "max-age=60", false),
+            (&[], "", StatusCode::OK, &[], "private, max-age=60", false),
+            (AUTH, "", StatusCode::OK, &[], "max-age=60", false),
+            (AUTH, "", StatusCode::OK, &[], "s-maxage=60", true),
+            (AUTH, "", StatusCode::OK, &[], "public, max-age=60", true),
+            (
+                &[],
+                "",
+                StatusCode::OK,
+                &[("vary", "*")],
+                "max-age=60",
+                false,
+            ),
+            (
+                &[],
+                "",
+                StatusCode::PARTIAL_CONTENT,
+                &[],
+                "max-age=60",
+                false,
+            ),
+            // No freshness and no validator: nothing to reuse.
+            (&[], "", StatusCode::OK, &[], "", false),
+            (&[], "", StatusCode::OK, &[("etag", "\"v1\"")], "", true),
+        ];
+        let map = |pairs: &[(&str, &str)]| {
+            headers(
+                &pairs
+                    .iter()
+                    .map(|(k, v)| (*k, v.to_string()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        for (request, request_cc, status, response, response_cc, expected) in cases {
+            assert_eq!(
+                storable(
+                    &map(request),
+                    &cc(request_cc),
+                    status,
+                    &map(response),
+                    &cc(response_cc)
+                ),
+                expected,
+                "{request:?} {request_cc:?} {status} {response:?} {response_cc:?}"
+            );
+        }
     }
 
     #[test]
