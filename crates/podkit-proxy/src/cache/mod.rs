@@ -3,6 +3,7 @@
 //! - [`control`]: `Cache-Control` parsing;
 //! - [`policy`]: storability, freshness, age, reuse, Vary, 304 merging (pure);
 //! - [`store`]: the memory-bounded store of responses and their variants;
+//! - [`mapped`]: large bodies in mappings of their own, returned to the kernel on eviction;
 //! - [`fill`]: request coalescing.
 //!
 //! A request goes: unsafe methods pass and invalidate; a fresh stored response answers at
@@ -14,6 +15,7 @@
 
 pub mod control;
 pub mod fill;
+pub mod mapped;
 pub mod policy;
 pub mod store;
 
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -39,7 +41,7 @@ use crate::upstream::pool::Head;
 use control::CacheControl;
 use fill::{FillGuard, FillState, Fills, Role};
 use policy::{Freshness, Stored};
-use store::{Entry, Store, StoredBody};
+use store::{BodyFill, Entry, Store, StoredBody};
 
 /// Fetches a request from the origin (the rest of the proxy).
 pub trait Fetch: Clone + Send + Sync + 'static {
@@ -387,19 +389,17 @@ impl HttpCache {
     }
 
     /// Reads the origin's body to the end, passing it on to the client while the client
-    /// listens; returns the whole body if it fit under `--max-object`. The stored copy is
-    /// kept in blocks sized from the origin's `Content-Length` (one block up to 1 MiB),
-    /// the last one cut to its length, so that the memory charged to an entry is the
-    /// memory it holds.
+    /// listens; returns the whole body if it fit under `--max-object`. The stored copy
+    /// holds only the body's own bytes (see [`BodyFill`]), so that the memory charged to
+    /// an entry is the memory it holds.
     async fn fill(
         &self,
         mut body: Body,
         tx: mpsc::Sender<Result<Bytes, BoxError>>,
     ) -> Option<StoredBody> {
         let expected = body.size_hint().exact();
-        let mut stored = StoredBody::expecting(expected);
-        let mut open = BytesMut::new();
         let mut keep = expected.is_none_or(|len| len <= self.settings.max_object);
+        let mut stored = BodyFill::expecting(expected.filter(|_| keep));
         let mut client = Some(tx);
         while let Some(frame) = body.frame().await {
             match frame {
@@ -408,11 +408,10 @@ impl HttpCache {
                         continue;
                     };
                     if keep && stored.len() + data.len() as u64 <= self.settings.max_object {
-                        stored.extend(&data, &mut open);
+                        stored.extend(&data);
                     } else if keep {
                         keep = false;
-                        stored = StoredBody::default();
-                        open = BytesMut::new();
+                        stored = BodyFill::default();
                     }
                     if let Some(tx) = &client {
                         if tx.send(Ok(data)).await.is_err() {
@@ -432,7 +431,7 @@ impl HttpCache {
                 }
             }
         }
-        keep.then(|| stored.finish(open))
+        keep.then(|| stored.finish())
     }
 
     /// A response from a stored entry: `Age` set, 304 when the client's conditions match,

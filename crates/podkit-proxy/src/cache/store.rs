@@ -6,11 +6,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName};
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
+use super::mapped::{MappedBody, MappedFill};
 use super::policy::{vary_values, Stored};
 
 /// Bytes counted for an entry beyond its body and head: key, bookkeeping, allocator slack.
@@ -24,65 +25,133 @@ pub const BLOCK: usize = 1 << 20;
 /// [`BLOCK`], so that a small body of unknown length does not reserve a large block.
 pub const FIRST_BLOCK: usize = 16 << 10;
 
-/// A stored body in blocks.
-#[derive(Debug, Clone)]
+/// Bodies of at least this many bytes are kept in a memory mapping of their own, which
+/// goes back to the kernel as soon as the body is evicted and no client is being sent it.
+pub const MAPPED_MIN: u64 = 256 << 10;
+
+/// A stored body: one block, or several for a small body of unknown length.
+#[derive(Debug, Clone, Default)]
 pub struct StoredBody {
     blocks: Vec<Bytes>,
     len: u64,
+}
+
+/// A body being filled from the origin.
+///
+/// A body whose length the origin gave, of [`MAPPED_MIN`] bytes or more, is written
+/// straight into a mapping of its own (see [`MappedFill`]). Any other body goes into
+/// blocks, each up to [`BLOCK`] bytes: one of the given length, or for a body of unknown
+/// length blocks from [`FIRST_BLOCK`] doubling, so that a small body does not reserve a
+/// large block. One that ends at [`MAPPED_MIN`] bytes or more is then copied into a
+/// mapping.
+#[derive(Default)]
+pub struct BodyFill {
+    body: StoredBody,
+    /// The block being filled.
+    open: BytesMut,
     /// The size of the next block to open.
     next_block: usize,
+    mapped: Option<MappedFill>,
 }
 
-impl Default for StoredBody {
-    /// An empty body of unknown length.
-    fn default() -> StoredBody {
-        StoredBody::expecting(None)
-    }
-}
-
-impl StoredBody {
-    /// An empty body about to be filled; `expected` is its length when the origin said
-    /// it, so that a body of up to [`BLOCK`] bytes is filled into one block.
-    pub fn expecting(expected: Option<u64>) -> StoredBody {
+impl BodyFill {
+    /// An empty body; `expected` is its length when the origin said it.
+    pub fn expecting(expected: Option<u64>) -> BodyFill {
+        let mapped = expected
+            .filter(|len| *len >= MAPPED_MIN)
+            .and_then(|len| usize::try_from(len).ok())
+            .and_then(|len| MappedFill::new(len).ok());
         let first = expected.map_or(FIRST_BLOCK, |len| {
             usize::try_from(len).unwrap_or(BLOCK).clamp(1, BLOCK)
         });
-        StoredBody {
-            blocks: Vec::new(),
-            len: 0,
+        BodyFill {
+            body: StoredBody::default(),
+            open: BytesMut::new(),
             next_block: first,
+            mapped,
         }
     }
 
-    /// Appends `data`, filling the last block before opening a new one.
-    pub fn extend(&mut self, mut data: &[u8], open: &mut bytes::BytesMut) {
-        self.len += data.len() as u64;
+    /// Bytes appended so far.
+    pub fn len(&self) -> u64 {
+        self.body.len
+    }
+
+    /// Whether nothing has been appended.
+    pub fn is_empty(&self) -> bool {
+        self.body.len == 0
+    }
+
+    /// Appends `data`.
+    pub fn extend(&mut self, data: &[u8]) {
+        if let Some(mapped) = &mut self.mapped {
+            if mapped.push(data) {
+                self.body.len += data.len() as u64;
+                return;
+            }
+            // More than the origin said: the rest goes into blocks.
+            let filled = Bytes::copy_from_slice(mapped.filled());
+            self.mapped = None;
+            self.next_block = BLOCK;
+            self.body.blocks.push(filled);
+        }
+        self.fill_blocks(data);
+    }
+
+    /// Appends `data` to the blocks, filling the last before opening a new one.
+    fn fill_blocks(&mut self, mut data: &[u8]) {
+        self.body.len += data.len() as u64;
         while !data.is_empty() {
-            if open.capacity() == open.len() {
-                if !open.is_empty() {
-                    self.blocks.push(std::mem::take(open).freeze());
+            if self.open.capacity() == self.open.len() {
+                if !self.open.is_empty() {
+                    self.body
+                        .blocks
+                        .push(std::mem::take(&mut self.open).freeze());
                 }
-                *open = bytes::BytesMut::with_capacity(self.next_block);
+                self.open = BytesMut::with_capacity(self.next_block);
                 self.next_block = self.next_block.saturating_mul(2).min(BLOCK);
             }
-            let room = open.capacity() - open.len();
+            let room = self.open.capacity() - self.open.len();
             let take = room.min(data.len());
-            open.extend_from_slice(&data[..take]);
+            self.open.extend_from_slice(&data[..take]);
             data = &data[take..];
         }
     }
 
-    /// Closes the last block: kept as it is when full, else copied to its exact length so
-    /// that the body holds only its own bytes.
-    pub fn finish(mut self, open: bytes::BytesMut) -> StoredBody {
-        match open.len() {
-            0 => {}
-            full if full == open.capacity() => self.blocks.push(open.freeze()),
-            _ => self.blocks.push(Bytes::copy_from_slice(&open)),
+    /// The whole body. The last block is kept as it is when full, else copied to its
+    /// exact length, so that the body holds only its own bytes; a large body in blocks is
+    /// copied into a mapping, and stays in its blocks if the kernel refuses one.
+    pub fn finish(mut self) -> StoredBody {
+        if let Some(mapped) = self.mapped.take() {
+            match mapped.finish() {
+                Ok(bytes) => {
+                    self.body.blocks = vec![bytes];
+                    return self.body;
+                }
+                // Shorter than the origin said.
+                Err(mapped) => self
+                    .body
+                    .blocks
+                    .push(Bytes::copy_from_slice(mapped.filled())),
+            }
         }
-        self
+        let mut body = self.body;
+        match self.open.len() {
+            0 => {}
+            full if full == self.open.capacity() => body.blocks.push(self.open.freeze()),
+            _ => body.blocks.push(Bytes::copy_from_slice(&self.open)),
+        }
+        if body.len >= MAPPED_MIN {
+            match MappedBody::copy_of(&body.blocks) {
+                Ok(bytes) => body.blocks = vec![bytes],
+                Err(err) => tracing::debug!(error = %err, "a large body stays on the heap"),
+            }
+        }
+        body
     }
+}
 
+impl StoredBody {
     /// The body's length in bytes.
     pub fn len(&self) -> u64 {
         self.len
@@ -108,7 +177,6 @@ impl StoredBody {
         StoredBody {
             len: bytes.len() as u64,
             blocks: vec![bytes],
-            next_block: FIRST_BLOCK,
         }
     }
 }
@@ -296,13 +364,14 @@ mod tests {
     use std::time::SystemTime;
 
     fn filled(expected: Option<u64>, len: usize, chunk: usize) -> Vec<usize> {
-        let mut body = StoredBody::expecting(expected);
-        let mut open = bytes::BytesMut::new();
-        let data = vec![b'x'; len];
+        let mut fill = BodyFill::expecting(expected);
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         for piece in data.chunks(chunk) {
-            body.extend(piece, &mut open);
+            fill.extend(piece);
         }
-        let body = body.finish(open);
+        let body = fill.finish();
+        let whole: Vec<u8> = body.blocks().iter().flat_map(|b| b.to_vec()).collect();
+        assert!(whole == data, "the body's bytes differ");
         assert_eq!(body.len(), len as u64);
         body.blocks().iter().map(Bytes::len).collect()
     }
@@ -310,10 +379,9 @@ mod tests {
     #[test]
     fn a_body_of_known_length_fills_blocks_of_its_size() {
         assert_eq!(filled(Some(20), 20, 7), vec![20]);
-        assert_eq!(filled(Some(1 << 20), 1 << 20, 16 << 10), vec![1 << 20]);
         assert_eq!(
-            filled(Some(3 << 20), (3 << 20) - 5, 64 << 10),
-            vec![1 << 20, 1 << 20, (1 << 20) - 5]
+            filled(Some(200 << 10), 200 << 10, 16 << 10),
+            vec![200 << 10]
         );
     }
 
@@ -322,9 +390,27 @@ mod tests {
         let k = 1 << 10;
         assert_eq!(filled(None, 100 * k, 4 * k), vec![16 * k, 32 * k, 52 * k]);
         assert_eq!(filled(None, 10, 10), vec![10]);
-        let big = filled(None, 5 << 20, 64 * k);
-        assert_eq!(big.iter().max(), Some(&BLOCK));
-        assert_eq!(big.iter().sum::<usize>(), 5 << 20);
+    }
+
+    #[test]
+    fn a_body_longer_or_shorter_than_announced_keeps_every_byte() {
+        let k = 1 << 10;
+        // filled() checks the bytes; the body ends in one mapping either way.
+        assert_eq!(filled(Some(300 * k as u64), 310 * k, 64 * k), vec![310 * k]);
+        assert_eq!(filled(Some(300 * k as u64), 290 * k, 64 * k), vec![290 * k]);
+        assert_eq!(filled(Some(300 * k as u64), 10 * k, 4 * k), vec![10 * k]);
+    }
+
+    #[test]
+    fn a_large_body_ends_in_one_mapping_of_its_length() {
+        let k = 1 << 10;
+        assert_eq!(filled(Some(1 << 20), 1 << 20, 16 * k), vec![1 << 20]);
+        assert_eq!(
+            filled(Some(3 << 20), (3 << 20) - 5, 64 * k),
+            vec![(3 << 20) - 5]
+        );
+        assert_eq!(filled(None, 5 << 20, 64 * k), vec![5 << 20]);
+        assert_eq!(filled(None, 300 * k, 7 * k), vec![300 * k]);
     }
 
     fn entry(size: usize, vary: &[(&str, &str)]) -> Entry {
