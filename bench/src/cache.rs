@@ -9,15 +9,17 @@
 //! (`podkit-bench httprate`), since a closed loop measures each server's latency at a
 //! different load.
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use podkit_testkit::free_port;
 use podkit_testkit::servers::{Nginx, Varnish};
 
 use crate::harness::{
-    alternating_rounds, median, output, pin, pinned, start_podkit, CpuTimes, Measurement, Report,
-    CLIENT_CORES, SERVER_CORES,
+    alternating_rounds, median, output, pin, pinned, start_podkit, tree_rss_kib, CpuTimes,
+    Measurement, Report, CLIENT_CORES, SERVER_CORES,
 };
+use crate::httprate::head_lengths;
 use crate::loadgen::Summary;
 use crate::wrk;
 
@@ -101,7 +103,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
             "vcl 4.1;\nbackend default {{ .host = \"127.0.0.1\"; .port = \"{}\"; }}\n",
             origin.addr.port()
         ),
-        "256m",
+        &format!("{MEMORY_MIB}m"),
     )
     .map_err(|e| e.to_string())?;
     pin(varnish.process().pid().unwrap_or(0), SERVER_CORES)?;
@@ -109,7 +111,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
     let podkit_port = free_port();
     let listen = format!("127.0.0.1:{podkit_port}");
     let upstream = format!("http://{}", origin.addr);
-    let _podkit = start_podkit(
+    let mut podkit = start_podkit(
         &[
             "cache",
             "--listen",
@@ -117,7 +119,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
             "--upstream",
             &upstream,
             "--memory",
-            "256MiB",
+            &format!("{MEMORY_MIB}MiB"),
             "--threads",
             "1",
             "--log-level",
@@ -125,6 +127,11 @@ pub fn run(quick: bool) -> Result<Report, String> {
         ],
         SERVER_CORES,
     )?;
+
+    let podkit_pid = podkit.process().pid().unwrap_or(0);
+    let varnish_pid = varnish.process().pid().unwrap_or(0);
+    // Before any load: what each process holds with an empty cache.
+    let at_start = [tree_rss_kib(podkit_pid)?, tree_rss_kib(varnish_pid)?];
 
     let podkit_url = format!("http://{listen}");
     let varnish_url = format!("http://{}", varnish.addr);
@@ -231,11 +238,76 @@ pub fn run(quick: bool) -> Result<Report, String> {
         "Core use in the closed-loop runs (median over the rounds)".into(),
         core_use,
     ));
+    // Memory under churn: a working set of 1 MiB objects three times the bound, twice.
+    let objects = if quick { 64 } else { 3 * MEMORY_MIB };
+    let mut memory = String::from(
+        "| target | RSS at start MiB | RSS after MiB | growth beyond the 256 MiB bound MiB |\n|---|---:|---:|---:|\n",
+    );
+    let targets = [
+        ("podkit", podkit_port, podkit_pid, at_start[0]),
+        ("varnish", varnish.addr.port(), varnish_pid, at_start[1]),
+    ];
+    for (target, port, pid, start) in targets {
+        for _ in 0..2 {
+            get_each(port, (0..objects).map(|i| format!("/big?churn={i}")))?;
+        }
+        let after = tree_rss_kib(pid)?;
+        let beyond = (after as i64 - start as i64) / 1024 - MEMORY_MIB as i64;
+        memory.push_str(&format!(
+            "| {target} | {} | {} | {beyond} |\n",
+            start / 1024,
+            after / 1024
+        ));
+    }
+    report.sections.push((
+        format!("Memory under churn: {objects} distinct 1 MiB objects requested twice over, one at a time, after the runs above"),
+        memory,
+    ));
     report.ratios.push(("podkit".into(), "varnish".into()));
     report
         .ratios
         .push(("podkit".into(), "origin direct".into()));
     Ok(report)
+}
+
+/// The bound given to both caches, `--memory` and `-s malloc`.
+const MEMORY_MIB: u64 = 256;
+
+/// GETs each of `paths` in turn on one keep-alive connection to 127.0.0.1:`port`, reading
+/// every answer to its end.
+fn get_each(port: u16, paths: impl Iterator<Item = String>) -> Result<(), String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+    let mut buf = vec![0u8; 256 << 10];
+    for path in paths {
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+        )
+        .map_err(|e| e.to_string())?;
+        let mut read = 0;
+        let total = loop {
+            if let Some((head, body)) = head_lengths(&buf[..read])? {
+                break head + body;
+            }
+            if read == buf.len() {
+                return Err(format!("{path}: a response head over {} bytes", buf.len()));
+            }
+            match stream.read(&mut buf[read..]).map_err(|e| e.to_string())? {
+                0 => return Err(format!("{path}: the connection closed")),
+                n => read += n,
+            }
+        };
+        // Only whole responses are read: the request is not pipelined.
+        while read < total {
+            let room = (total - read).min(buf.len());
+            match stream.read(&mut buf[..room]).map_err(|e| e.to_string())? {
+                0 => return Err(format!("{path}: the connection closed mid-body")),
+                n => read += n,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A table of each case's and target's lowest, median and highest p99 over its rounds.

@@ -59,6 +59,23 @@ pub fn start_podkit(args: &[&str], cores: &str) -> Result<podkit_testkit::podkit
     Ok(podkit)
 }
 
+/// `VmRSS` of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// `VmRSS` of a process and of every process it started (Varnish's manager and child),
+/// in KiB.
+pub fn tree_rss_kib(pid: u32) -> Result<u64, String> {
+    process_tree(pid).into_iter().map(rss_kib).sum()
+}
+
 /// A command prefixed with `taskset -c cores`.
 pub fn pinned(cores: &str, program: &str) -> Command {
     let mut command = Command::new("taskset");

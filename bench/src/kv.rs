@@ -15,7 +15,7 @@ use podkit_testkit::free_port;
 use podkit_testkit::servers::{Memcached, Nutcracker, Redis};
 
 use crate::harness::{
-    median, output, pin, pinned, Measurement, Report, CLIENT_CORES, SERVER_CORES,
+    median, output, pin, pinned, rss_kib, Measurement, Report, CLIENT_CORES, SERVER_CORES,
 };
 use crate::loadgen::Summary;
 
@@ -317,17 +317,6 @@ fn idle_rss(pid: u32, port: u16, count: usize) -> Result<(u64, u64), String> {
     let during = rss_kib(pid)?;
     drop(idle);
     Ok((before, during))
-}
-
-/// `VmRSS` of a process, in KiB.
-fn rss_kib(pid: u32) -> Result<u64, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
 }
 
 fn memload(
