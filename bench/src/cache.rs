@@ -241,7 +241,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
     // Memory under churn: a working set of 1 MiB objects three times the bound, twice.
     let objects = if quick { 64 } else { 3 * MEMORY_MIB };
     let mut memory = String::from(
-        "| target | RSS at start MiB | RSS after MiB | growth beyond the 256 MiB bound MiB | responses cut short |\n|---|---:|---:|---:|---:|\n",
+        "| target | RSS at start MiB | RSS after MiB | growth beyond the 256 MiB bound MiB | responses failed or cut short |\n|---|---:|---:|---:|---:|\n",
     );
     let targets = [
         ("podkit", podkit_port, podkit_pid, at_start[0]),
@@ -275,8 +275,8 @@ pub fn run(quick: bool) -> Result<Report, String> {
 const MEMORY_MIB: u64 = 256;
 
 /// GETs each of `paths` in turn on a keep-alive connection to 127.0.0.1:`port`, reading
-/// every answer to its end; returns how many answers the server cut short by closing the
-/// connection (then the next request goes on a new one).
+/// every answer to its end; returns how many answers failed (not a 200) or were cut short
+/// by the server closing the connection (the next request then goes on a new one).
 fn get_each(port: u16, paths: impl Iterator<Item = String>) -> Result<u64, String> {
     let connect = || {
         std::net::TcpStream::connect(("127.0.0.1", port))
@@ -302,7 +302,8 @@ fn read_some(stream: &mut std::net::TcpStream, buf: &mut [u8]) -> Result<usize, 
     }
 }
 
-/// GETs `path` and reads the answer to its end; false if the connection closed first.
+/// GETs `path` and reads the answer to its end; false if the answer was not a 200 or the
+/// connection closed first.
 fn get_one(
     stream: &mut std::net::TcpStream,
     port: u16,
@@ -316,8 +317,11 @@ fn get_one(
     .map_err(|e| e.to_string())?;
     let mut read = 0;
     let total = loop {
-        if let Some((head, body)) = head_lengths(&buf[..read])? {
-            break head + body;
+        match head_lengths(&buf[..read]) {
+            Ok(Some((head, body))) => break head + body,
+            Ok(None) => {}
+            // Not a 200 (Varnish answers 503 when it cannot make room): failed.
+            Err(_) => return Ok(false),
         }
         if read == buf.len() {
             return Err(format!("{path}: a response head over {} bytes", buf.len()));
