@@ -44,7 +44,6 @@ pub struct StoredBody {
 /// length blocks from [`FIRST_BLOCK`] doubling, so that a small body does not reserve a
 /// large block. One that ends at [`MAPPED_MIN`] bytes or more is then copied into a
 /// mapping.
-#[derive(Default)]
 pub struct BodyFill {
     body: StoredBody,
     /// The block being filled.
@@ -52,6 +51,13 @@ pub struct BodyFill {
     /// The size of the next block to open.
     next_block: usize,
     mapped: Option<MappedFill>,
+}
+
+impl Default for BodyFill {
+    /// An empty body of unknown length.
+    fn default() -> BodyFill {
+        BodyFill::expecting(None)
+    }
 }
 
 impl BodyFill {
@@ -399,6 +405,13 @@ mod tests {
         assert_eq!(filled(Some(300 * k as u64), 310 * k, 64 * k), vec![310 * k]);
         assert_eq!(filled(Some(300 * k as u64), 290 * k, 64 * k), vec![290 * k]);
         assert_eq!(filled(Some(300 * k as u64), 10 * k, 4 * k), vec![10 * k]);
+    }
+
+    #[test]
+    fn a_default_fill_opens_blocks_like_one_of_unknown_length() {
+        let mut fill = BodyFill::default();
+        fill.extend(&[7u8; 100]);
+        assert_eq!(fill.finish().blocks()[0].len(), 100);
     }
 
     #[test]
