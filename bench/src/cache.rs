@@ -9,7 +9,6 @@
 //! (`podkit-bench httprate`), since a closed loop measures each server's latency at a
 //! different load.
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use podkit_testkit::free_port;
@@ -19,7 +18,7 @@ use crate::harness::{
     alternating_rounds, median, output, pin, pinned, start_podkit, tree_rss_kib, CpuTimes,
     Measurement, Report, CLIENT_CORES, SERVER_CORES,
 };
-use crate::httprate::head_lengths;
+use crate::httprate::get_each;
 use crate::loadgen::Summary;
 use crate::wrk;
 
@@ -240,22 +239,22 @@ pub fn run(quick: bool) -> Result<Report, String> {
     ));
     // Memory under churn: a working set of 1 MiB objects three times the bound, twice.
     let objects = if quick { 64 } else { 3 * MEMORY_MIB };
-    let mut memory = String::from(
-        "| target | RSS at start MiB | RSS after MiB | growth beyond the 256 MiB bound MiB | responses failed or cut short |\n|---|---:|---:|---:|---:|\n",
+    let mut memory = format!(
+        "| target | RSS at start MiB | RSS after MiB | growth beyond the {MEMORY_MIB} MiB bound MiB | responses failed or cut short |\n|---|---:|---:|---:|---:|\n",
     );
     let targets = [
         ("podkit", podkit_port, podkit_pid, at_start[0]),
         ("varnish", varnish.addr.port(), varnish_pid, at_start[1]),
     ];
     for (target, port, pid, start) in targets {
-        let mut cut_short = 0;
+        let mut failed = 0;
         for _ in 0..2 {
-            cut_short += get_each(port, (0..objects).map(|i| format!("/big?churn={i}")))?;
+            failed += get_each(port, (0..objects).map(|i| format!("/big?churn={i}")))?;
         }
         let after = tree_rss_kib(pid)?;
         let beyond = (after as i64 - start as i64) / 1024 - MEMORY_MIB as i64;
         memory.push_str(&format!(
-            "| {target} | {} | {} | {beyond} | {cut_short} |\n",
+            "| {target} | {} | {} | {beyond} | {failed} |\n",
             start / 1024,
             after / 1024
         ));
@@ -273,74 +272,6 @@ pub fn run(quick: bool) -> Result<Report, String> {
 
 /// The bound given to both caches, `--memory` and `-s malloc`.
 const MEMORY_MIB: u64 = 256;
-
-/// GETs each of `paths` in turn on a keep-alive connection to 127.0.0.1:`port`, reading
-/// every answer to its end; returns how many answers failed (not a 200) or were cut short
-/// by the server closing the connection (the next request then goes on a new one).
-fn get_each(port: u16, paths: impl Iterator<Item = String>) -> Result<u64, String> {
-    let connect = || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))
-    };
-    let mut stream = connect()?;
-    let mut buf = vec![0u8; 256 << 10];
-    let mut cut_short = 0;
-    for path in paths {
-        if !get_one(&mut stream, port, &path, &mut buf)? {
-            cut_short += 1;
-            stream = connect()?;
-        }
-    }
-    Ok(cut_short)
-}
-
-/// Reads what has arrived; a connection reset counts as closed (0).
-fn read_some(stream: &mut std::net::TcpStream, buf: &mut [u8]) -> Result<usize, String> {
-    match stream.read(buf) {
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(0),
-        other => other.map_err(|e| e.to_string()),
-    }
-}
-
-/// GETs `path` and reads the answer to its end; false if the answer was not a 200 or the
-/// connection closed first.
-fn get_one(
-    stream: &mut std::net::TcpStream,
-    port: u16,
-    path: &str,
-    buf: &mut [u8],
-) -> Result<bool, String> {
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut read = 0;
-    let total = loop {
-        match head_lengths(&buf[..read]) {
-            Ok(Some((head, body))) => break head + body,
-            Ok(None) => {}
-            // Not a 200 (Varnish answers 503 when it cannot make room): failed.
-            Err(_) => return Ok(false),
-        }
-        if read == buf.len() {
-            return Err(format!("{path}: a response head over {} bytes", buf.len()));
-        }
-        match read_some(stream, &mut buf[read..])? {
-            0 => return Ok(false),
-            n => read += n,
-        }
-    };
-    // Only whole responses are read: the request is not pipelined.
-    while read < total {
-        let room = (total - read).min(buf.len());
-        match read_some(stream, &mut buf[..room])? {
-            0 => return Ok(false),
-            n => read += n,
-        }
-    }
-    Ok(true)
-}
 
 /// A table of each case's and target's lowest, median and highest p99 over its rounds.
 fn p99_spread(runs: &[Vec<Measurement>]) -> String {

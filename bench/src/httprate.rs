@@ -127,15 +127,47 @@ async fn drive(rate: &Rate) -> Result<Summary, String> {
 
 /// A connection to the target and the request it sends over and over.
 async fn connect(rate: &Rate) -> Result<(TcpStream, String), String> {
-    let stream = TcpStream::connect(("127.0.0.1", rate.port))
+    Ok((open(rate.port).await?, get_request(&rate.path, rate.port)))
+}
+
+/// A connection to 127.0.0.1:`port`, without Nagle's delay.
+async fn open(port: u16) -> Result<TcpStream, String> {
+    let stream = TcpStream::connect(("127.0.0.1", port))
         .await
-        .map_err(|e| format!("connect 127.0.0.1:{}: {e}", rate.port))?;
+        .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-        rate.path, rate.port
-    );
-    Ok((stream, request))
+    Ok(stream)
+}
+
+/// `GET path` to 127.0.0.1:`port`, as sent on a keep-alive connection.
+fn get_request(path: &str, port: u16) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n")
+}
+
+/// GETs each of `paths` in turn on a keep-alive connection to 127.0.0.1:`port`, reading
+/// every answer to its end; returns how many failed (not a 200, or cut short by the
+/// server closing the connection). After a failure the next request goes on a new
+/// connection.
+pub fn get_each(port: u16, paths: impl Iterator<Item = String>) -> Result<u64, String> {
+    on_one_thread(async move {
+        let mut stream = open(port).await?;
+        let mut buf = Vec::with_capacity(64 << 10);
+        let mut sink = vec![0u8; 64 << 10];
+        let mut failed = 0;
+        for path in paths {
+            let answered = match stream.write_all(get_request(&path, port).as_bytes()).await {
+                Ok(()) => read_response(&mut stream, &mut buf, &mut sink)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            if !answered {
+                failed += 1;
+                stream = open(port).await?;
+            }
+        }
+        Ok(failed)
+    })
 }
 
 /// Sends a request as soon as the last is answered, from `start` until `end`; returns

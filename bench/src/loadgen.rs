@@ -69,9 +69,7 @@ impl Summary {
 
 /// Runs a load on a single-threaded runtime: one thread drives every connection, as
 /// redis-benchmark and wrk -t1 do.
-pub fn on_one_thread(
-    load: impl Future<Output = Result<Summary, String>>,
-) -> Result<Summary, String> {
+pub fn on_one_thread<T>(load: impl Future<Output = Result<T, String>>) -> Result<T, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

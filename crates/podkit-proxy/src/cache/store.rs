@@ -134,7 +134,7 @@ impl BodyFill {
                     self.body.blocks = vec![bytes];
                     return self.body;
                 }
-                // Shorter than the origin said.
+                // Shorter than the origin said, or not sealed read-only: kept by copy.
                 Err(mapped) => self
                     .body
                     .blocks
