@@ -94,8 +94,10 @@ pub struct RouteConfig {
 pub struct CacheConfig {
     /// Memory for stored responses: bodies, heads and per-entry overhead.
     pub memory: ByteSize,
-    /// Larger responses pass through uncached.
-    pub max_object: ByteSize,
+    /// Larger responses pass through uncached; at most half of `memory`. Unset: 16MiB, or
+    /// half of `memory` when that is less.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_object: Option<ByteSize>,
     /// The cache key (a key template).
     pub key: String,
     /// Add `X-Cache: HIT|MISS|STALE|PASS` to responses.
@@ -108,10 +110,66 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             memory: ByteSize(256 << 20),
-            max_object: ByteSize(16 << 20),
+            max_object: None,
             key: "$host$request_uri".into(),
             x_cache: true,
             coalesce_timeout: HumanDuration(std::time::Duration::from_secs(10)),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The default largest object, when memory allows.
+    pub const DEFAULT_MAX_OBJECT: u64 = 16 << 20;
+    /// The least memory a cache accepts.
+    pub const MIN_MEMORY: u64 = 1 << 20;
+
+    /// The largest object stored: as set, else the default or half of `memory`.
+    pub fn max_object_bytes(&self) -> u64 {
+        self.max_object
+            .map(ByteSize::bytes)
+            .unwrap_or_else(|| Self::DEFAULT_MAX_OBJECT.min(self.memory.bytes() / 2))
+    }
+
+    /// Why `memory` and `max_object` cannot work together, if they cannot.
+    pub fn size_problem(memory: ByteSize, max_object: Option<ByteSize>) -> Option<SizeProblem> {
+        if memory.bytes() < Self::MIN_MEMORY {
+            return Some(SizeProblem::TooLittleMemory);
+        }
+        let max_object = max_object?;
+        (max_object.bytes() > memory.bytes() / 2)
+            .then_some(SizeProblem::ObjectOverHalf { max_object, memory })
+    }
+}
+
+/// A cache's sizes that cannot work together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeProblem {
+    /// Less memory than [`CacheConfig::MIN_MEMORY`].
+    TooLittleMemory,
+    /// An object must fit in half of the memory.
+    ObjectOverHalf {
+        max_object: ByteSize,
+        memory: ByteSize,
+    },
+}
+
+impl SizeProblem {
+    /// Whether the memory setting is the one at fault (else the largest object).
+    pub fn is_memory(&self) -> bool {
+        matches!(self, SizeProblem::TooLittleMemory)
+    }
+}
+
+impl std::fmt::Display for SizeProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SizeProblem::TooLittleMemory => write!(f, "must be at least 1MiB"),
+            SizeProblem::ObjectOverHalf { max_object, memory } => write!(
+                f,
+                "{max_object} is more than half of the cache's memory ({memory}); \
+                 raise the memory or lower the largest object"
+            ),
         }
     }
 }
@@ -559,11 +617,13 @@ impl ProxyConfig {
         }
         if let Some(cache) = &route.cache {
             parse_template(&cache.key, &format!("{at}.cache.key"))?;
-            if cache.memory.bytes() < 1 << 20 {
-                return Err(invalid(
-                    format!("{at}.cache.memory"),
-                    "must be at least 1MiB",
-                ));
+            if let Some(problem) = CacheConfig::size_problem(cache.memory, cache.max_object) {
+                let field = if problem.is_memory() {
+                    "memory"
+                } else {
+                    "max_object"
+                };
+                return Err(invalid(format!("{at}.cache.{field}"), problem.to_string()));
             }
         }
         if let Some(limit) = &route.rate_limit {

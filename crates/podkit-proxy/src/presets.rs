@@ -560,14 +560,10 @@ pub struct CacheArgs {
         value_name = "SIZE"
     )]
     pub memory: ByteSize,
-    /// Responses larger than this pass through uncached.
-    #[arg(
-        long,
-        env = "PODKIT_MAX_OBJECT",
-        default_value = "16MiB",
-        value_name = "SIZE"
-    )]
-    pub max_object: ByteSize,
+    /// Responses larger than this pass through uncached; at most half of --memory
+    /// [default: 16MiB, or half of --memory when that is less].
+    #[arg(long, env = "PODKIT_MAX_OBJECT", value_name = "SIZE")]
+    pub max_object: Option<ByteSize>,
     /// The cache key (a key template).
     #[arg(
         long,
@@ -619,6 +615,14 @@ impl CacheArgs {
     /// The proxy configuration these flags describe.
     pub fn config(&self) -> Result<ProxyConfig, ConfigError> {
         template(&self.key, "--key")?;
+        if let Some(problem) = CacheConfig::size_problem(self.memory, self.max_object) {
+            let flag = if problem.is_memory() {
+                "--memory"
+            } else {
+                "--max-object"
+            };
+            return Err(ConfigError::flag(flag, problem.to_string()));
+        }
         let backends = self
             .upstream
             .iter()

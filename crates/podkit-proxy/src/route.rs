@@ -497,7 +497,7 @@ fn build_route(
                 Arc::new(HttpCache::new(
                     Settings {
                         memory: cache.memory.bytes(),
-                        max_object: cache.max_object.bytes(),
+                        max_object: cache.max_object_bytes(),
                         x_cache: cache.x_cache,
                         coalesce_timeout: cache.coalesce_timeout.get(),
                     },

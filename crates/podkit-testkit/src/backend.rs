@@ -242,8 +242,10 @@ pub fn pattern_body(len: usize) -> Bytes {
 /// as Unix seconds; answers 304 to If-Modified-Since), `expires` (seconds from now,
 /// may be negative), `vary` (a header name; the body echoes its value), `status`, `size`
 /// (body bytes: `o`s, or with `pattern=1` byte i is i mod 251, so that a misplaced block
-/// shows), `age`, `loc` (Location). The body otherwise names the backend and counts
-/// the requests for this path: `origin-name 3`.
+/// shows), `age`, `loc` (Location), `vary_from` (send `vary` only from this request for
+/// the path on, to change Vary under a stored response), `etag304` (the entity tag a 304
+/// carries instead of `etag`, to answer about another representation). The body
+/// otherwise names the backend and counts the requests for this path: `origin-name 3`.
 fn origin(state: &State, req: &Request<Incoming>, count: u64) -> Response<Body> {
     let now = std::time::SystemTime::now();
     let etag = query_text(req, "etag").map(|t| format!("\"{t}\""));
@@ -267,7 +269,8 @@ fn origin(state: &State, req: &Request<Incoming>, count: u64) -> Response<Body> 
             _ => false,
         },
     };
-    let vary = query_text(req, "vary");
+    let vary =
+        query_text(req, "vary").filter(|_| query(req, "vary_from").is_none_or(|n| count >= n));
     let body = match (query(req, "size"), &vary) {
         (Some(size), _) if query(req, "pattern") == Some(1) => pattern_body(size as usize),
         (Some(size), _) => Bytes::from(vec![b'o'; size as usize]),
@@ -306,6 +309,10 @@ fn origin(state: &State, req: &Request<Incoming>, count: u64) -> Response<Body> 
     if let Some(cc) = query_text(req, "cc") {
         set(http::header::CACHE_CONTROL, cc);
     }
+    let etag = match query_text(req, "etag304") {
+        Some(other) if not_modified => Some(format!("\"{other}\"")),
+        _ => etag,
+    };
     if let Some(tag) = etag {
         set(http::header::ETAG, tag);
     }

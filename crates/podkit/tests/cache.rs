@@ -214,6 +214,207 @@ fn stale_if_error_serves_stale_when_the_origin_fails() {
 }
 
 #[test]
+fn stale_if_error_covers_an_unreachable_origin_but_never_a_no_cache_response() {
+    let mut origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let with = "/origin/sie?cc=max-age%3D1%2C%20stale-if-error%3D60";
+    let no_cache = "/origin/sienc?cc=no-cache%2C%20stale-if-error%3D60&etag=v1";
+    let first = get(addr, with);
+    assert_eq!(x_cache(&get(addr, no_cache)), "MISS");
+    std::thread::sleep(Duration::from_millis(1200));
+    origin.set_mode(Mode::Fail);
+    // no-cache forbids serving the stored response without the origin (RFC 9111 §4.2.4).
+    assert_eq!(get(addr, no_cache).status, 500);
+    origin.kill();
+    let stale = get(addr, with);
+    assert_eq!(
+        (stale.status, x_cache(&stale), stale.text()),
+        (200, "STALE", first.text())
+    );
+}
+
+#[test]
+fn stale_while_revalidate_is_not_served_to_a_request_that_wants_it_fresh() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/swrf?cc=max-age%3D1%2C%20stale-while-revalidate%3D30";
+    let first = get(addr, path);
+    std::thread::sleep(Duration::from_millis(1200));
+    // A reload (max-age=0) waits for the origin instead of taking the stale copy.
+    let reload = req(addr, "GET", path, &[("Cache-Control", "max-age=0")]);
+    assert_eq!(reload.status, 200);
+    assert_ne!(x_cache(&reload), "STALE");
+    assert_ne!(reload.text(), first.text());
+    assert_eq!(origin.requests_for("/origin/swrf"), 2);
+}
+
+#[test]
+fn only_if_cached_never_reaches_the_origin() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/oic?cc=max-age%3D1&etag=v1";
+    get(addr, path);
+    let only = [("Cache-Control", "only-if-cached")];
+    assert_eq!(x_cache(&req(addr, "GET", path, &only)), "HIT");
+    std::thread::sleep(Duration::from_millis(1200));
+    // Stored but stale: neither served nor revalidated (RFC 9111 §5.2.1.7).
+    assert_eq!(req(addr, "GET", path, &only).status, 504);
+    assert_eq!(origin.requests_for("/origin/oic"), 1);
+}
+
+#[test]
+fn a_304_about_another_representation_updates_nothing() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    // Revalidating "v1" draws a 304 that carries "v2".
+    let path = "/origin/mm?cc=max-age%3D1&etag=v1&etag304=v2";
+    get(addr, path);
+    std::thread::sleep(Duration::from_millis(1200));
+    let again = get(addr, path);
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.text(),
+        "origin 3",
+        "asked again without conditions after the 304"
+    );
+    assert_eq!(origin.requests_for("/origin/mm"), 3);
+}
+
+#[test]
+fn a_changed_vary_replaces_the_stored_variants() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    // The first response has no Vary; from the second on the origin varies on
+    // Accept-Language.
+    let path = "/origin/vc?cc=max-age%3D1&vary=Accept-Language&vary_from=2";
+    let en = [("Accept-Language", "en")];
+    assert_eq!(req(addr, "GET", path, &en).text(), "origin 1");
+    std::thread::sleep(Duration::from_millis(1200));
+    let varied = req(addr, "GET", path, &en);
+    assert_eq!(varied.text(), "origin 2 en");
+    // The newer response, not the older catch-all, answers the next request for "en".
+    let hit = req(addr, "GET", path, &en);
+    assert_eq!((x_cache(&hit), hit.text().as_str()), ("HIT", "origin 2 en"));
+    assert_eq!(origin.requests_for("/origin/vc"), 2);
+}
+
+#[test]
+fn concurrent_revalidations_make_one_origin_request() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let path = "/origin/rv?cc=max-age%3D1&etag=v1";
+    let first = get(addr, path);
+    std::thread::sleep(Duration::from_millis(1200));
+    origin.set_delay(Duration::from_millis(500));
+    let workers: Vec<_> = (0..20)
+        .map(|_| std::thread::spawn(move || get(addr, path)))
+        .collect();
+    for w in workers {
+        let r = w.join().unwrap();
+        assert_eq!((r.status, r.text()), (200, first.text()));
+    }
+    assert_eq!(origin.requests_for("/origin/rv"), 2);
+}
+
+#[test]
+fn coalesced_waiters_stop_waiting_after_the_timeout() {
+    let origin = Backend::start("origin");
+    origin.set_delay(Duration::from_millis(1500));
+    let (c, addr) = cache(&origin, &["--coalesce-timeout", "200ms"]);
+    let workers: Vec<_> = (0..5)
+        .map(|_| std::thread::spawn(move || get(addr, "/origin/slow?cc=max-age%3D60")))
+        .collect();
+    for w in workers {
+        assert_eq!(w.join().unwrap().status, 200);
+    }
+    // Every waiter gave up on the first fetch and asked the origin itself.
+    assert_eq!(origin.requests_for("/origin/slow"), 5);
+    assert_eq!(
+        metric(c.admin, "podkit_cache_coalesced_total", &[]),
+        Some(4.0)
+    );
+}
+
+#[test]
+fn the_key_template_decides_which_requests_share_a_response() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &["--key", "$uri"]);
+    let first = get(addr, "/origin/key?cc=max-age%3D60&v=1");
+    let other_query = get(addr, "/origin/key?cc=max-age%3D60&v=2");
+    assert_eq!(
+        (x_cache(&other_query), other_query.text()),
+        ("HIT", first.text())
+    );
+    assert_eq!(origin.requests_for("/origin/key"), 1);
+}
+
+#[test]
+fn cache_sizes_that_cannot_work_exit_2_naming_the_flag() {
+    for (args, flag) in [
+        (&["--memory", "512KiB"][..], "--memory"),
+        (
+            &["--memory", "8MiB", "--max-object", "5MiB"][..],
+            "--max-object",
+        ),
+    ] {
+        let out = std::process::Command::new(PODKIT)
+            .args(["cache", "--upstream", "http://127.0.0.1:1"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(flag), "{stderr}");
+    }
+}
+
+#[test]
+fn the_cache_and_rate_limit_stages_run_in_a_proxy_config() {
+    let origin = Backend::start("origin");
+    let listen = free_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "listeners:\n\
+             - listen: {listen}\n\
+             \x20 routes:\n\
+             \x20 - path: /\n\
+             \x20   to: {{ pool: origin }}\n\
+             \x20   cache: {{ memory: 16MiB, max_object: 1MiB }}\n\
+             \x20   rate_limit: {{ anon: '1/s,burst=3', key: '$http_x_client' }}\n\
+             pools:\n\
+             \x20 origin:\n\
+             \x20   backends: [ {{ url: '{}' }} ]\n",
+            origin.url()
+        ),
+    )
+    .unwrap();
+    let mut proxy = podkit_testkit::podkit::Podkit::start(
+        std::path::Path::new(PODKIT),
+        &["proxy", "-c", file.to_str().unwrap()],
+    )
+    .unwrap();
+    proxy
+        .wait_ready()
+        .unwrap_or_else(|e| panic!("not ready: {e}\n{}", proxy.output()));
+    let path = "/origin/yaml?cc=max-age%3D60";
+    let ann = [("X-Client", "ann")];
+    assert_eq!(x_cache(&req(listen, "GET", path, &ann)), "MISS");
+    let hit = req(listen, "GET", path, &ann);
+    assert_eq!(x_cache(&hit), "HIT");
+    assert_eq!(hit.header("x-ratelimit-limit"), Some("3"));
+    assert_eq!(req(listen, "GET", path, &ann).status, 200);
+    let limited = req(listen, "GET", path, &ann);
+    assert_eq!(limited.status, 429);
+    assert!(limited.header("retry-after").is_some());
+    assert_eq!(req(listen, "GET", path, &[("X-Client", "bob")]).status, 200);
+    assert_eq!(origin.requests_for("/origin/yaml"), 1);
+}
+
+#[test]
 fn head_is_served_from_a_stored_get() {
     let origin = Backend::start("origin");
     let (_c, addr) = cache(&origin, &[]);

@@ -24,7 +24,8 @@ pub struct CacheControl {
 impl CacheControl {
     /// Parses the `Cache-Control` fields of `headers`. Directive names are case-insensitive;
     /// the qualified forms `no-cache="f"` and `private="f"` are treated as unqualified,
-    /// which RFC 9111 allows. A malformed delta-seconds value counts as 0 (stale).
+    /// which RFC 9111 allows. A malformed delta-seconds value counts as 0 (stale); of a
+    /// directive given more than once, the first occurrence counts (§4.2.1).
     pub fn parse(headers: &HeaderMap) -> CacheControl {
         let mut cc = CacheControl::default();
         for value in headers.get_all(CACHE_CONTROL) {
@@ -42,15 +43,15 @@ impl CacheControl {
                     "public" => cc.public = true,
                     "must-revalidate" => cc.must_revalidate = true,
                     "proxy-revalidate" => cc.proxy_revalidate = true,
-                    "max-age" => cc.max_age = Some(seconds().unwrap_or(0)),
-                    "s-maxage" => cc.s_maxage = Some(seconds().unwrap_or(0)),
+                    "max-age" => first(&mut cc.max_age, seconds().unwrap_or(0)),
+                    "s-maxage" => first(&mut cc.s_maxage, seconds().unwrap_or(0)),
                     "stale-while-revalidate" => {
-                        cc.stale_while_revalidate = Some(seconds().unwrap_or(0))
+                        first(&mut cc.stale_while_revalidate, seconds().unwrap_or(0))
                     }
-                    "stale-if-error" => cc.stale_if_error = Some(seconds().unwrap_or(0)),
+                    "stale-if-error" => first(&mut cc.stale_if_error, seconds().unwrap_or(0)),
                     "only-if-cached" => cc.only_if_cached = true,
-                    "max-stale" => cc.max_stale = Some(seconds()),
-                    "min-fresh" => cc.min_fresh = Some(seconds().unwrap_or(0)),
+                    "max-stale" => first(&mut cc.max_stale, seconds()),
+                    "min-fresh" => first(&mut cc.min_fresh, seconds().unwrap_or(0)),
                     _ => {}
                 }
             }
@@ -71,6 +72,13 @@ impl CacheControl {
             cc.no_cache |= pragma_no_cache;
         }
         cc
+    }
+}
+
+/// Sets a directive's value unless an earlier occurrence already did.
+fn first<T>(slot: &mut Option<T>, value: T) {
+    if slot.is_none() {
+        *slot = Some(value);
     }
 }
 
@@ -125,6 +133,13 @@ mod tests {
         assert_eq!(cc(&["max-age=abc"]).max_age, Some(0));
         assert_eq!(cc(&["max-stale"]).max_stale, Some(None));
         assert_eq!(cc(&["max-stale=5"]).max_stale, Some(Some(5)));
+    }
+
+    #[test]
+    fn the_first_of_a_repeated_directive_counts() {
+        assert_eq!(cc(&["max-age=60, max-age=3600"]).max_age, Some(60));
+        assert_eq!(cc(&["s-maxage=5", "s-maxage=500"]).s_maxage, Some(5));
+        assert_eq!(cc(&["max-stale, max-stale=5"]).max_stale, Some(None));
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Request coalescing: the first miss for a key fetches it; concurrent misses for the same
-//! key wait for that fetch and are then served from the store, or fetch themselves when
-//! the response turned out not storable.
+//! Request coalescing: the first miss (or revalidation) of a key goes to the origin;
+//! concurrent requests for the same key wait for it and are then served from the store,
+//! or go to the origin themselves when what came back was not storable or may not
+//! answer them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

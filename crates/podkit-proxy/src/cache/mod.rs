@@ -9,9 +9,10 @@
 //! A request goes: unsafe methods pass and invalidate; a fresh stored response answers at
 //! once (`X-Cache: HIT`); a stale one is served while revalidated in the background when
 //! `stale-while-revalidate` allows (`STALE`), else revalidated with `If-None-Match` /
-//! `If-Modified-Since` (a 304 refreshes the stored head), or served stale on an origin
-//! error when `stale-if-error` allows; a miss is fetched once however many clients ask
-//! (`MISS`), stored when RFC 9111 allows, and streamed to the client as it arrives.
+//! `If-Modified-Since` (a 304 about the stored response refreshes its head), or served
+//! stale on an origin error when `stale-if-error` allows; a miss is fetched once however
+//! many clients ask (`MISS`), stored when RFC 9111 allows, and streamed to the client as
+//! it arrives. Revalidations are coalesced like misses.
 
 pub mod control;
 pub mod fill;
@@ -106,7 +107,7 @@ pub struct HttpCache {
 impl HttpCache {
     /// A cache with `settings`.
     pub fn new(settings: Settings, metrics: CacheMetrics) -> HttpCache {
-        let store = Arc::new(Store::new(settings.memory));
+        let store = Arc::new(Store::new(settings.memory, settings.max_object));
         let mut settings = settings;
         settings.max_object = settings.max_object.min(store.max_entry());
         HttpCache {
@@ -174,7 +175,11 @@ impl HttpCache {
                 }
                 return self.respond(&entry, &head, freshness.age, Outcome::Stale);
             }
-            return self.validate(&key, &entry, &head, &fetch, None).await;
+            if request_cc.only_if_cached {
+                // Stored, but not usable without the origin (§5.2.1.7).
+                return self.label(ProxyError::NotCached.into_response(), Outcome::Miss);
+            }
+            return self.revalidate(key, entry, head, fetch).await;
         }
         if request_cc.only_if_cached {
             return self.label(ProxyError::NotCached.into_response(), Outcome::Miss);
@@ -188,21 +193,57 @@ impl HttpCache {
     async fn miss<F: Fetch>(self: &Arc<Self>, key: String, head: Head, fetch: F) -> Response<Body> {
         match self.fills.join(&key) {
             Role::Leader(guard) => self.fetch_and_store(&key, head, &fetch, Some(guard)).await,
-            Role::Follower(waiting) => {
-                self.metrics.coalesced.inc();
-                let ended =
-                    tokio::time::timeout(self.settings.coalesce_timeout, fill::wait(waiting)).await;
-                if ended == Ok(FillState::Stored) {
-                    if let Some(entry) = self.store.lookup(&key, &head.headers) {
-                        self.count(&self.metrics.hits);
-                        let age = policy::current_age(&entry.stored, SystemTime::now());
-                        return self.respond(&entry, &head, age, Outcome::Hit);
-                    }
-                }
+            Role::Follower(waiting) => match self.after_fill(&key, &head, waiting).await {
+                Some(response) => response,
                 // Not storable, another variant, or too slow: fetch on our own.
-                self.fetch_and_store(&key, head, &fetch, None).await
-            }
+                None => self.fetch_and_store(&key, head, &fetch, None).await,
+            },
         }
+    }
+
+    /// Revalidates a stale stored response once however many clients ask for it at the
+    /// same time: the others wait for that validation and use its result.
+    async fn revalidate<F: Fetch>(
+        self: &Arc<Self>,
+        key: String,
+        entry: Arc<Entry>,
+        head: Head,
+        fetch: F,
+    ) -> Response<Body> {
+        match self.fills.join(&key) {
+            Role::Leader(guard) => {
+                self.validate(&key, &entry, &head, &fetch, Some(guard))
+                    .await
+            }
+            Role::Follower(waiting) => match self.after_fill(&key, &head, waiting).await {
+                Some(response) => response,
+                None => self.validate(&key, &entry, &head, &fetch, None).await,
+            },
+        }
+    }
+
+    /// Waits (up to the coalescing timeout) for another request's fetch or validation of
+    /// `key`, then answers from what it stored if that may answer this request.
+    async fn after_fill(
+        &self,
+        key: &str,
+        head: &Head,
+        waiting: tokio::sync::watch::Receiver<FillState>,
+    ) -> Option<Response<Body>> {
+        self.metrics.coalesced.inc();
+        let ended = tokio::time::timeout(self.settings.coalesce_timeout, fill::wait(waiting)).await;
+        if ended != Ok(FillState::Stored) {
+            return None;
+        }
+        let entry = self.store.lookup(key, &head.headers)?;
+        let request_cc = CacheControl::parse_request(&head.headers);
+        let response_cc = CacheControl::parse(&entry.stored.headers);
+        let freshness = Freshness::of(&entry.stored, &response_cc, SystemTime::now());
+        if !policy::reusable_without_validation(freshness, &response_cc, &request_cc) {
+            return None;
+        }
+        self.count(&self.metrics.hits);
+        Some(self.respond(&entry, head, freshness.age, Outcome::Hit))
     }
 
     /// Revalidates a stored response with the origin (RFC 9111 §4.3).
@@ -241,6 +282,15 @@ impl HttpCache {
             )
         };
         match result {
+            Ok(response)
+                if response.status() == StatusCode::NOT_MODIFIED
+                    && !policy::not_modified_matches(&entry.stored.headers, response.headers()) =>
+            {
+                // A 304 about another representation updates nothing (§4.3.4): ask again,
+                // unconditionally.
+                drain(response).await;
+                self.fetch_and_store(key, head.clone(), fetch, guard).await
+            }
             Ok(response) if response.status() == StatusCode::NOT_MODIFIED => {
                 let mut stored = entry.stored.clone();
                 policy::merge_not_modified(
@@ -346,12 +396,22 @@ impl HttpCache {
             }
             return self.label(response, Outcome::Miss);
         }
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
+        let response_time = SystemTime::now();
+        if !parts.headers.contains_key(header::DATE) {
+            // A cache adds the Date an origin left out (RFC 9110 §6.6.1), so that an
+            // Expires is measured from when the response was made.
+            parts.headers.insert(
+                header::DATE,
+                HeaderValue::from_str(&httpdate::fmt_http_date(response_time))
+                    .expect("an HTTP-date is a valid header value"),
+            );
+        }
         let stored = Stored {
             status: parts.status,
             headers: store::owned_headers(&parts.headers),
             request_time,
-            response_time: SystemTime::now(),
+            response_time,
         };
         let vary = policy::vary_fields(&parts.headers).unwrap_or_default();
         let vary_values = policy::vary_values(&vary, &head.headers);

@@ -195,8 +195,15 @@ fn forbids_stale(cc: &CacheControl) -> bool {
     cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some()
 }
 
+/// Whether a request with `max-age` or `min-fresh` and no `max-stale` asks for a fresh
+/// response only (§5.2.1.1, §5.2.1.3).
+fn wants_fresh(request_cc: &CacheControl) -> bool {
+    (request_cc.max_age.is_some() || request_cc.min_fresh.is_some())
+        && request_cc.max_stale.is_none()
+}
+
 /// Whether a stale response may be served while it is revalidated in the background
-/// (RFC 5861 §3).
+/// (RFC 5861 §3), unless the request asks for a fresh one.
 pub fn serve_while_revalidating(
     f: Freshness,
     response_cc: &CacheControl,
@@ -206,14 +213,16 @@ pub fn serve_while_revalidating(
         && !forbids_stale(response_cc)
         && !response_cc.no_cache
         && !request_cc.no_cache
+        && !wants_fresh(request_cc)
         && response_cc
             .stale_while_revalidate
             .is_some_and(|window| f.staleness() <= Duration::from_secs(window))
 }
 
-/// Whether a stale response may be served because the origin failed (RFC 5861 §4).
+/// Whether a stale response may be served because the origin failed (RFC 5861 §4); never
+/// one whose directives forbid serving it stale, `no-cache` included (§4.2.4).
 pub fn serve_if_error(f: Freshness, response_cc: &CacheControl, request_cc: &CacheControl) -> bool {
-    if forbids_stale(response_cc) {
+    if forbids_stale(response_cc) || response_cc.no_cache {
         return false;
     }
     let window = request_cc.stale_if_error.or(response_cc.stale_if_error);
@@ -258,8 +267,12 @@ pub fn vary_values(fields: &[HeaderName], request: &HeaderMap) -> Vec<Option<Str
 }
 
 /// Updates a stored head from a 304's fields (§3.2, §4.3.4), keeping the stored body's
-/// framing.
+/// framing. The stored `Age` gives way to the 304's, or goes: the response has just been
+/// validated, and the refreshed entry's age counts from then.
 pub fn merge_not_modified(stored: &mut HeaderMap, not_modified: &HeaderMap) {
+    if !not_modified.contains_key(header::AGE) {
+        stored.remove(header::AGE);
+    }
     for name in not_modified.keys() {
         if [
             header::CONTENT_LENGTH,
@@ -276,6 +289,38 @@ pub fn merge_not_modified(stored: &mut HeaderMap, not_modified: &HeaderMap) {
         for value in values {
             stored.append(name.clone(), value);
         }
+    }
+}
+
+/// Whether a 304 speaks of the stored response it revalidated, so that it may update it
+/// (§4.3.4): an entity tag it carries must match the stored one (strongly when both are
+/// strong), else a `Last-Modified` it carries must equal the stored one. A 304 without
+/// validators updates the response it was asked about.
+pub fn not_modified_matches(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
+    let field = |h: &HeaderMap, name| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_string())
+    };
+    if let Some(tag) = field(not_modified, header::ETAG) {
+        let Some(stored_tag) = field(stored, header::ETAG) else {
+            return false;
+        };
+        let weak = |t: &str| t.starts_with("W/");
+        let opaque = |t: &str| t.trim_start_matches("W/").to_string();
+        return if weak(&tag) || weak(&stored_tag) {
+            opaque(&tag) == opaque(&stored_tag)
+        } else {
+            tag == stored_tag
+        };
+    }
+    match (
+        date(not_modified, header::LAST_MODIFIED),
+        date(stored, header::LAST_MODIFIED),
+    ) {
+        (Some(new), Some(old)) => new == old,
+        (Some(_), None) => false,
+        (None, _) => true,
     }
 }
 
@@ -506,6 +551,42 @@ mod tests {
             &none
         ));
         assert!(serve_if_error(stale, &none, &cc("stale-if-error=60")));
+        // A request that asks for a fresh response does not get a stale one while the
+        // cache revalidates, unless it also accepts staleness.
+        let swr = cc("stale-while-revalidate=30");
+        assert!(!serve_while_revalidating(stale, &swr, &cc("max-age=0")));
+        assert!(!serve_while_revalidating(stale, &swr, &cc("min-fresh=1")));
+        assert!(serve_while_revalidating(
+            stale,
+            &swr,
+            &cc("max-age=0, max-stale=5")
+        ));
+        // no-cache forbids serving stale on an error too (§4.2.4).
+        assert!(!serve_if_error(
+            stale,
+            &cc("no-cache, stale-if-error=60"),
+            &none
+        ));
+    }
+
+    #[test]
+    fn a_304_updates_only_the_response_it_speaks_of() {
+        let stored = headers(&[
+            ("etag", "\"v1\"".into()),
+            ("last-modified", http_date(at(0))),
+        ]);
+        let matches = |pairs: &[(&str, String)]| not_modified_matches(&stored, &headers(pairs));
+        assert!(matches(&[]));
+        assert!(matches(&[("etag", "\"v1\"".into())]));
+        assert!(matches(&[("etag", "W/\"v1\"".into())]));
+        assert!(!matches(&[("etag", "\"v2\"".into())]));
+        assert!(matches(&[("last-modified", http_date(at(0)))]));
+        assert!(!matches(&[("last-modified", http_date(at(5)))]));
+        let untagged = headers(&[("last-modified", http_date(at(0)))]);
+        assert!(!not_modified_matches(
+            &untagged,
+            &headers(&[("etag", "\"v1\"".into())])
+        ));
     }
 
     #[test]
@@ -532,6 +613,7 @@ mod tests {
             ("etag", "\"v1\"".into()),
             ("content-length", "5".into()),
             ("x-old", "1".into()),
+            ("age", "600".into()),
         ]);
         let update = headers(&[
             ("etag", "\"v1\"".into()),
@@ -543,6 +625,7 @@ mod tests {
         assert_eq!(stored["content-length"], "5");
         assert_eq!(stored["x-old"], "2");
         assert_eq!(stored["x-new"], "3");
+        assert!(stored.get("age").is_none(), "validated just now");
         assert!(not_modified_for(
             &headers(&[("if-none-match", "W/\"v0\", \"v1\"".into())]),
             &stored

@@ -254,6 +254,20 @@ impl Lifecycle<String, Variants> for CountEvictions {
     }
 }
 
+/// Most shards a store is split into (each with a lock of its own).
+const MAX_SHARDS: u64 = 16;
+
+/// As many shards as leave each at least twice `largest_entry` (an entry can take at most
+/// half of its shard), a power of two from 1 to [`MAX_SHARDS`].
+fn shards_for(capacity: u64, largest_entry: u64) -> usize {
+    let fitting = capacity / largest_entry.saturating_mul(2).max(1);
+    let mut shards = 1;
+    while shards * 2 <= fitting.min(MAX_SHARDS) {
+        shards *= 2;
+    }
+    shards as usize
+}
+
 /// The memory-bounded store.
 pub struct Store {
     cache:
@@ -274,10 +288,10 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// A store holding at most `capacity` bytes.
-    pub fn new(capacity: u64) -> Store {
-        // Fewer shards for small stores, so that one shard can hold a large object.
-        let shards = if capacity < (256 << 20) { 2 } else { 16 };
+    /// A store holding at most `capacity` bytes, in which an entry of `largest_entry`
+    /// bytes fits when `capacity` is at least twice that.
+    pub fn new(capacity: u64, largest_entry: u64) -> Store {
+        let shards = shards_for(capacity, largest_entry);
         let estimated_items = (capacity / (16 << 10)).clamp(64, 1 << 20) as usize;
         let options = OptionsBuilder::new()
             .shards(shards)
@@ -314,20 +328,20 @@ impl Store {
         variants.iter().find(|e| e.matches(headers)).cloned()
     }
 
-    /// Stores `entry` under `key`, replacing the variant with the same Vary values.
+    /// Stores `entry` under `key` as its newest variant. It replaces the variant with the
+    /// same Vary values, and every variant that varies on other fields: those came before
+    /// the origin changed its Vary, and the most recent response is the one to use (§4.1).
     pub fn insert(&self, key: &str, entry: Entry) {
         let entry = Arc::new(entry);
-        let mut variants: Vec<Arc<Entry>> = self
-            .cache
-            .peek(key)
-            .map(|v| {
-                v.iter()
-                    .filter(|e| !(e.vary == entry.vary && e.vary_values == entry.vary_values))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        variants.push(entry);
+        let mut variants = vec![entry.clone()];
+        if let Some(older) = self.cache.peek(key) {
+            variants.extend(
+                older
+                    .iter()
+                    .filter(|e| e.vary == entry.vary && e.vary_values != entry.vary_values)
+                    .cloned(),
+            );
+        }
         self.cache.insert(key.to_string(), Arc::new(variants));
     }
 
@@ -453,7 +467,7 @@ mod tests {
 
     #[test]
     fn variants_live_side_by_side() {
-        let store = Store::new(1 << 20);
+        let store = Store::new(1 << 20, 256 << 10);
         store.insert("k", entry(10, &[("accept-language", "en")]));
         store.insert("k", entry(20, &[("accept-language", "fr")]));
         store.insert("k", entry(30, &[("accept-language", "en")]));
@@ -467,8 +481,22 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_vary_replaces_the_older_variants() {
+        let store = Store::new(1 << 20, 256 << 10);
+        store.insert("k", entry(10, &[]));
+        store.insert("k", entry(20, &[("accept-language", "en")]));
+        let mut de = HeaderMap::new();
+        de.insert("accept-language", "de".parse().unwrap());
+        // The response without Vary no longer answers every request.
+        assert!(store.lookup("k", &de).is_none());
+        assert!(store.lookup("k", &HeaderMap::new()).is_none());
+        store.insert("k", entry(30, &[]));
+        assert_eq!(store.lookup("k", &de).unwrap().body.len(), 30);
+    }
+
+    #[test]
     fn weight_stays_under_capacity() {
-        let store = Store::new(1 << 20);
+        let store = Store::new(1 << 20, 256 << 10);
         for i in 0..200 {
             store.insert(&format!("key-{i}"), entry(16 << 10, &[]));
         }
@@ -477,8 +505,19 @@ mod tests {
     }
 
     #[test]
+    fn shards_leave_room_for_the_largest_entry() {
+        assert_eq!(shards_for(256 << 20, 16 << 20), 8);
+        assert_eq!(shards_for(2 << 30, 16 << 20), 16);
+        assert_eq!(shards_for(16 << 20, 16 << 20), 1);
+        assert_eq!(shards_for(1 << 20, 0), 16);
+        for (capacity, largest) in [(256u64 << 20, 16u64 << 20), (64 << 20, 8 << 20)] {
+            assert!(Store::new(capacity, largest).max_entry() >= largest);
+        }
+    }
+
+    #[test]
     fn purge_and_ban() {
-        let store = Store::new(1 << 20);
+        let store = Store::new(1 << 20, 256 << 10);
         for path in ["a.com/x/1", "a.com/x/2", "a.com/y/1", "b.com/x/1"] {
             store.insert(path, entry(1, &[]));
         }
