@@ -112,11 +112,16 @@ impl prometheus_client::collector::Collector for CacheCollector {
         let caches = self.caches.lock().map(|c| c.clone()).unwrap_or_default();
         let limiters = self.limiters.lock().map(|l| l.clone()).unwrap_or_default();
         type Reading = fn(&HttpCache) -> f64;
-        let gauges: [(&str, &str, Reading); 3] = [
+        let gauges: [(&str, &str, Reading); 4] = [
             (
                 "podkit_cache_stored_bytes",
                 "Bytes charged for stored responses (bodies, heads, overhead)",
                 |c| c.store().weight() as f64,
+            ),
+            (
+                "podkit_cache_filling_bytes",
+                "Bytes of responses being stored as they arrive",
+                |c| c.filling_bytes() as f64,
             ),
             ("podkit_cache_entries", "Keys stored", |c| {
                 c.store().len() as f64

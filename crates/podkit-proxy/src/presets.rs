@@ -552,7 +552,9 @@ pub struct CacheArgs {
         value_name = "URL"
     )]
     pub upstream: Vec<String>,
-    /// Memory for cached responses (Varnish's `-s malloc,SIZE`).
+    /// Memory for cached responses (Varnish's `-s malloc,SIZE`). Responses on their way
+    /// into the store may hold a quarter more (at least --max-object); misses beyond that
+    /// reach their clients unstored.
     #[arg(
         long,
         env = "PODKIT_MEMORY",

@@ -588,6 +588,42 @@ fn memory_stays_bounded_with_large_objects() {
 }
 
 #[test]
+fn bodies_being_stored_stay_within_their_budget() {
+    let origin = Backend::start("origin");
+    // --memory 64MiB: bodies on their way into the store may hold 16 MiB at once.
+    let (c, addr) = cache(&origin, &["--memory", "64MiB"]);
+    let size = 12 << 20;
+    let first = format!("/origin/fill-a?cc=max-age%3D60&size={size}");
+    let second = format!("/origin/fill-b?cc=max-age%3D60&size={size}");
+    // A client that does not read holds the first fill open with its 12 MiB reserved.
+    let mut stalled = std::net::TcpStream::connect(addr).unwrap();
+    use std::io::{Read, Write};
+    write!(stalled, "GET {first} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    assert!(eventually(Duration::from_secs(5), || {
+        metric(c.admin, "podkit_cache_filling_bytes", &[]) == Some(size as f64)
+    }));
+    // The second still reaches its client, but does not fit the budget: not stored.
+    let passed = get(addr, &second);
+    assert_eq!((passed.status, passed.body.len()), (200, size));
+    assert_eq!(x_cache(&get(addr, &second)), "MISS");
+    // Once the first client reads, its fill ends, is stored, and frees the budget.
+    let mut sink = vec![0u8; 1 << 20];
+    let mut read = 0;
+    while read < size {
+        let n = stalled.read(&mut sink).unwrap();
+        assert!(n > 0, "the first response ended early");
+        read += n;
+    }
+    assert!(eventually(Duration::from_secs(5), || {
+        x_cache(&get(addr, &first)) == "HIT"
+    }));
+    assert_eq!(
+        metric(c.admin, "podkit_cache_filling_bytes", &[]),
+        Some(0.0)
+    );
+}
+
+#[test]
 fn large_bodies_are_served_whole() {
     let origin = Backend::start("origin");
     let (_c, addr) = cache(&origin, &[]);

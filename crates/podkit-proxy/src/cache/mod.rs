@@ -4,7 +4,8 @@
 //! - [`policy`]: storability, freshness, age, reuse, Vary, 304 merging (pure);
 //! - [`store`]: the memory-bounded store of responses and their variants;
 //! - [`mapped`]: large bodies in mappings of their own, returned to the kernel on eviction;
-//! - [`fill`]: request coalescing.
+//! - [`fill`]: request coalescing;
+//! - [`budget`]: the bound on bodies being stored as they arrive.
 //!
 //! A request goes: unsafe methods pass and invalidate; a fresh stored response answers at
 //! once (`X-Cache: HIT`); a stale one is served while revalidated in the background when
@@ -14,6 +15,7 @@
 //! many clients ask (`MISS`), stored when RFC 9111 allows, and streamed to the client as
 //! it arrives. Revalidations are coalesced like misses.
 
+pub mod budget;
 pub mod control;
 pub mod fill;
 pub mod mapped;
@@ -39,6 +41,7 @@ use podkit_core::http::{full, Body, BoxError};
 
 use crate::error::ProxyError;
 use crate::upstream::pool::Head;
+use budget::FillBudget;
 use control::CacheControl;
 use fill::{FillGuard, FillState, Fills, Role};
 use policy::{Freshness, Stored};
@@ -98,6 +101,7 @@ pub struct Settings {
 pub struct HttpCache {
     store: Arc<Store>,
     fills: Arc<Fills>,
+    filling: Arc<FillBudget>,
     settings: Settings,
     metrics: CacheMetrics,
     /// Requests answered from the store or fetched as misses (for the hit ratio).
@@ -113,6 +117,7 @@ impl HttpCache {
         HttpCache {
             store,
             fills: Arc::new(Fills::default()),
+            filling: FillBudget::new(fill_budget(settings.memory, settings.max_object)),
             settings,
             metrics,
             lookups: AtomicU64::new(0),
@@ -122,6 +127,11 @@ impl HttpCache {
     /// The store (for the admin endpoint and metrics).
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Bytes of responses being stored as they arrive.
+    pub fn filling_bytes(&self) -> u64 {
+        self.filling.used()
     }
 
     /// Answers a request through the cache; `key` is the request's primary cache key and
@@ -449,16 +459,20 @@ impl HttpCache {
     }
 
     /// Reads the origin's body to the end, passing it on to the client while the client
-    /// listens; returns the whole body if it fit under `--max-object`. The stored copy
-    /// holds only the body's own bytes (see [`BodyFill`]), so that the memory charged to
-    /// an entry is the memory it holds.
+    /// listens; returns the whole body if it fit under `--max-object` and in the budget
+    /// of bodies being stored. The stored copy holds only the body's own bytes (see
+    /// [`BodyFill`]), so that the memory charged to an entry is the memory it holds.
     async fn fill(
         &self,
         mut body: Body,
         tx: mpsc::Sender<Result<Bytes, BoxError>>,
     ) -> Option<StoredBody> {
         let expected = body.size_hint().exact();
-        let mut keep = expected.is_none_or(|len| len <= self.settings.max_object);
+        let mut reservation = expected
+            .filter(|len| *len <= self.settings.max_object)
+            .or(expected.is_none().then_some(0))
+            .and_then(|len| self.filling.reserve(len));
+        let mut keep = reservation.is_some();
         let mut stored = BodyFill::expecting(expected.filter(|_| keep));
         let mut client = Some(tx);
         while let Some(frame) = body.frame().await {
@@ -467,11 +481,15 @@ impl HttpCache {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    if keep && stored.len() + data.len() as u64 <= self.settings.max_object {
+                    let total = stored.len() + data.len() as u64;
+                    let fits = total <= self.settings.max_object
+                        && reservation.as_mut().is_some_and(|r| r.cover(total));
+                    if keep && fits {
                         stored.extend(&data);
                     } else if keep {
                         keep = false;
                         stored = BodyFill::default();
+                        reservation = None;
                     }
                     if let Some(tx) = &client {
                         if tx.send(Ok(data)).await.is_err() {
@@ -586,6 +604,12 @@ fn blocks_body(body: &StoredBody) -> Body {
         [one] => full(one.clone()),
         blocks => BlocksBody(blocks.iter().rev().cloned().collect()).boxed(),
     }
+}
+
+/// Bytes that bodies on their way into the store may hold at once: a quarter of the
+/// store's memory, and at least one object of the largest size.
+fn fill_budget(memory: u64, max_object: u64) -> u64 {
+    (memory / 4).max(max_object)
 }
 
 /// Yields blocks, last first popped from the end of the vector.
