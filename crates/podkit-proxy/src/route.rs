@@ -52,9 +52,6 @@ enum Action {
 struct CacheStage {
     cache: Arc<HttpCache>,
     key: Template,
-    /// Whether the key is the default `$host$request_uri` (then the key of another path
-    /// on the same host can be derived, for invalidation).
-    default_key: bool,
 }
 
 /// A route's rate limits.
@@ -224,6 +221,10 @@ impl Router {
             .into_response();
         };
         let cache_key = route.cache.as_ref().map(|stage| stage.key.render(&view));
+        // An unsafe method may invalidate other targets too (its response's Location and
+        // Content-Location): their keys are rendered from this request's fields.
+        let invalidating = (route.cache.is_some() && !parts.method.is_safe())
+            .then(|| (parts.headers.clone(), conn.peer.ip(), conn.tls));
         let head = upstream_head(&mut parts, conn, upgrade);
         let exceeded = Arc::new(AtomicBool::new(false));
         let body = if incoming.is_end_stream() {
@@ -248,9 +249,17 @@ impl Router {
         };
         let response = match (&route.cache, cache_key) {
             (Some(stage), Some(cache_key)) if !upgrade => {
-                let default_key = stage.default_key;
-                let host = host.to_string();
-                let key_of_path = move |target: &str| key_for_target(default_key, &host, target);
+                let (template, host) = (stage.key.clone(), host.to_string());
+                let key_of_path = move |target: &str| {
+                    let (headers, remote_ip, tls) = invalidating.as_ref()?;
+                    let view = TargetView {
+                        headers,
+                        remote_ip: *remote_ip,
+                        tls: *tls,
+                        host: &host,
+                    };
+                    key_for_target(&template, &view, target)
+                };
                 stage
                     .cache
                     .serve(cache_key, key_of_path, head, body, fetch)
@@ -292,19 +301,38 @@ impl RateStage {
     }
 }
 
-/// The cache key of another target on the same host, when the key is the default one.
-fn key_for_target(default_key: bool, host: &str, target: &str) -> Option<String> {
-    if !default_key {
-        return None;
-    }
+/// The request an unsafe method's response names another target for.
+struct TargetView<'a> {
+    headers: &'a http::HeaderMap,
+    remote_ip: std::net::IpAddr,
+    tls: bool,
+    /// The request's host.
+    host: &'a str,
+}
+
+/// The cache key of `target` (a Location or Content-Location): the key template rendered
+/// for a GET of it with the request's other fields. `None` for another host, whose
+/// responses an unsafe method here must not invalidate (RFC 9111 §4.4), or for a target
+/// that is not a path or URL.
+fn key_for_target(template: &Template, request: &TargetView<'_>, target: &str) -> Option<String> {
     let uri: http::Uri = target.parse().ok()?;
     if let Some(other_host) = uri.host() {
-        if !other_host.eq_ignore_ascii_case(host) {
+        if !other_host.eq_ignore_ascii_case(request.host) {
             return None;
         }
     }
-    let path = uri.path_and_query().map(|pq| pq.as_str())?;
-    Some(format!("{host}{path}"))
+    let path = uri.path_and_query()?.as_str();
+    if !path.starts_with('/') {
+        return None;
+    }
+    let mut get = http::Request::get(path).body(()).ok()?;
+    *get.headers_mut() = request.headers.clone();
+    let (parts, ()) = get.into_parts();
+    Some(template.render(&RequestView {
+        parts: &parts,
+        remote_ip: request.remote_ip,
+        tls: request.tls,
+    }))
 }
 
 /// Forwards to a pool and turns the backend's answer into the client's response.
@@ -492,7 +520,6 @@ fn build_route(
     let cache = match &config.cache {
         Some(cache) => Some(CacheStage {
             key: cache.key.parse().ok()?,
-            default_key: cache.key == "$host$request_uri",
             cache: metrics.cache(&name, |counters| {
                 Arc::new(HttpCache::new(
                     Settings {

@@ -242,7 +242,7 @@ pub fn pattern_body(len: usize) -> Bytes {
 /// as Unix seconds; answers 304 to If-Modified-Since), `expires` (seconds from now,
 /// may be negative), `vary` (a header name; the body echoes its value), `status`, `size`
 /// (body bytes: `o`s, or with `pattern=1` byte i is i mod 251, so that a misplaced block
-/// shows), `age`, `loc` (Location), `vary_from` (send `vary` only from this request for
+/// shows), `age`, `loc` (Location), `cloc` (Content-Location), `vary_from` (send `vary` only from this request for
 /// the path on, to change Vary under a stored response), `etag304` (the entity tag a 304
 /// carries instead of `etag`, to answer about another representation). The body
 /// otherwise names the backend and counts the requests for this path: `origin-name 3`.
@@ -335,6 +335,9 @@ fn origin(state: &State, req: &Request<Incoming>, count: u64) -> Response<Body> 
     }
     if let Some(loc) = query_text(req, "loc") {
         set(http::header::LOCATION, loc);
+    }
+    if let Some(loc) = query_text(req, "cloc") {
+        set(http::header::CONTENT_LOCATION, loc);
     }
     set(
         http::header::HeaderName::from_static("x-origin-count"),

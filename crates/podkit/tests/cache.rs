@@ -446,6 +446,33 @@ fn unsafe_methods_invalidate_the_stored_response() {
 }
 
 #[test]
+fn invalidation_follows_content_location_but_never_another_host() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let named = "/origin/cl?cc=max-age%3D60";
+    let elsewhere = "/origin/xh?cc=max-age%3D60";
+    get(addr, named);
+    get(addr, elsewhere);
+    let post = "/origin/p1?cloc=%2Forigin%2Fcl%3Fcc%3Dmax-age%253D60";
+    http_request(addr, "POST", post, &[], b"x").unwrap();
+    assert_eq!(x_cache(&get(addr, named)), "MISS");
+    // The same path on another host is another resource: left alone (RFC 9111 §4.4).
+    let post = "/origin/p2?loc=http%3A%2F%2Felsewhere.example%2Forigin%2Fxh%3Fcc%3Dmax-age%253D60";
+    http_request(addr, "POST", post, &[], b"x").unwrap();
+    assert_eq!(x_cache(&get(addr, elsewhere)), "HIT");
+}
+
+#[test]
+fn invalidation_renders_a_custom_key_for_the_named_target() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &["--key", "$uri"]);
+    get(addr, "/origin/ck?cc=max-age%3D60");
+    assert_eq!(x_cache(&get(addr, "/origin/ck?cc=max-age%3D60")), "HIT");
+    http_request(addr, "POST", "/origin/p3?loc=%2Forigin%2Fck", &[], b"x").unwrap();
+    assert_eq!(x_cache(&get(addr, "/origin/ck?cc=max-age%3D60")), "MISS");
+}
+
+#[test]
 fn requests_with_authorization_are_stored_only_when_the_response_allows() {
     let origin = Backend::start("origin");
     let (_c, addr) = cache(&origin, &[]);
@@ -621,6 +648,33 @@ fn bodies_being_stored_stay_within_their_budget() {
         metric(c.admin, "podkit_cache_filling_bytes", &[]),
         Some(0.0)
     );
+}
+
+#[test]
+fn a_scan_does_not_evict_the_hot_set() {
+    let origin = Backend::start("origin");
+    let (c, addr) = cache(&origin, &["--memory", "8MiB"]);
+    let hot = |i: usize| format!("/origin/hot/{i}?cc=max-age%3D600&size=65536");
+    // 16 objects of 64 KiB, asked for a few times each: the working set.
+    for _ in 0..3 {
+        for i in 0..16 {
+            get(addr, &hot(i));
+        }
+    }
+    // A scan of 400 objects asked for once: three times the memory.
+    for i in 0..400 {
+        get(
+            addr,
+            &format!("/origin/scan/{i}?cc=max-age%3D600&size=65536"),
+        );
+    }
+    let hits = (0..16)
+        .filter(|i| x_cache(&get(addr, &hot(*i))) == "HIT")
+        .count();
+    assert!(hits >= 14, "{hits} of 16 hot objects survived the scan");
+    // The scan itself did not fit.
+    let evicted = metric(c.admin, "podkit_cache_evictions_total", &[]).unwrap_or(0.0);
+    assert!(evicted >= 200.0, "{evicted} evictions");
 }
 
 #[test]
