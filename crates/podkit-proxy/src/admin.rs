@@ -1,8 +1,9 @@
 //! The proxy's routes on the admin endpoint: purging one cached key and banning every key
 //! under a prefix.
 //!
-//! - `PURGE /cache/purge?key=example.com/dog` (or `POST`, `DELETE`): removes one key (the
-//!   default key is `$host$request_uri`, so a URL's key is its host and path);
+//! - `PURGE /cache/purge?url=http://example.com/dog` (or `POST`, `DELETE`): removes what a
+//!   GET of that URL is stored under, by each route's key template; `?key=example.com/dog`
+//!   names the key itself (the default key is `$host$request_uri`);
 //! - `POST /cache/ban?prefix=example.com/images/`: removes every key with that prefix.
 
 use std::sync::Arc;
@@ -13,10 +14,10 @@ use hyper::body::Incoming;
 use podkit_core::admin::AdminRoutes;
 use podkit_core::http::{query_pairs, text, Body};
 
-use crate::cache::HttpCache;
+use crate::route::KeyedCache;
 
 /// Registers `/cache/purge` and `/cache/ban` for `caches`.
-pub fn add_cache_routes(routes: &AdminRoutes, caches: Vec<Arc<HttpCache>>) {
+pub fn add_cache_routes(routes: &AdminRoutes, caches: Vec<KeyedCache>) {
     let caches = Arc::new(caches);
     let purge = caches.clone();
     routes.add("/cache/purge", move |req: Request<Incoming>| {
@@ -36,7 +37,7 @@ fn param(req: &Request<Incoming>, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-fn purge_key(caches: &[Arc<HttpCache>], req: &Request<Incoming>) -> http::Response<Body> {
+fn purge_key(caches: &[KeyedCache], req: &Request<Incoming>) -> http::Response<Body> {
     if !(req.method().as_str() == "PURGE"
         || req.method() == Method::POST
         || req.method() == Method::DELETE)
@@ -46,28 +47,53 @@ fn purge_key(caches: &[Arc<HttpCache>], req: &Request<Incoming>) -> http::Respon
             "use PURGE, POST or DELETE\n",
         );
     }
-    let Some(key) = param(req, "key") else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "give ?key=<cache key>, e.g. ?key=example.com/dog\n",
-        );
+    let (what, purged) = match (param(req, "url"), param(req, "key")) {
+        (Some(url), _) => {
+            let keys: Vec<(&KeyedCache, String)> = caches
+                .iter()
+                .filter_map(|c| c.key_of_url(&url).map(|key| (c, key)))
+                .collect();
+            if keys.is_empty() {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("'{url}' is not a URL such as http://example.com/dog\n"),
+                );
+            }
+            let purged = keys
+                .iter()
+                .filter(|(c, key)| c.cache.store().purge(key))
+                .count();
+            (url, purged)
+        }
+        (None, Some(key)) => {
+            let purged = caches
+                .iter()
+                .filter(|c| c.cache.store().purge(&key))
+                .count();
+            (key, purged)
+        }
+        (None, None) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "give ?url=<URL> or ?key=<cache key>, e.g. ?url=http://example.com/dog\n",
+            )
+        }
     };
-    let purged = caches.iter().filter(|c| c.store().purge(&key)).count();
     if purged > 0 {
-        text(StatusCode::OK, format!("purged {key}\n"))
+        text(StatusCode::OK, format!("purged {what}\n"))
     } else {
-        text(StatusCode::NOT_FOUND, format!("{key} is not cached\n"))
+        text(StatusCode::NOT_FOUND, format!("{what} is not cached\n"))
     }
 }
 
-fn ban_prefix(caches: &[Arc<HttpCache>], req: &Request<Incoming>) -> http::Response<Body> {
+fn ban_prefix(caches: &[KeyedCache], req: &Request<Incoming>) -> http::Response<Body> {
     if req.method() != Method::POST && req.method().as_str() != "BAN" {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use POST or BAN\n");
     }
     let Some(prefix) = param(req, "prefix") else {
         return text(StatusCode::BAD_REQUEST, "give ?prefix=<key prefix>\n");
     };
-    let banned: usize = caches.iter().map(|c| c.store().ban(&prefix)).sum();
+    let banned: usize = caches.iter().map(|c| c.cache.store().ban(&prefix)).sum();
     text(
         StatusCode::OK,
         format!("banned {banned} keys under {prefix}\n"),

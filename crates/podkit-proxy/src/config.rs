@@ -628,6 +628,12 @@ impl ProxyConfig {
         }
         if let Some(limit) = &route.rate_limit {
             parse_template(&limit.key, &format!("{at}.rate_limit.key"))?;
+            if limit.max_keys == 0 {
+                return Err(invalid(
+                    format!("{at}.rate_limit.max_keys"),
+                    "must be at least 1",
+                ));
+            }
             match (&limit.user, &limit.user_key) {
                 (Some(_), None) => {
                     return Err(invalid(

@@ -601,9 +601,19 @@ pub struct CacheArgs {
         value_name = "TEMPLATE"
     )]
     pub rate_limit_key: String,
-    /// What identifies a user for the `user=` limit, e.g. `$http_authorization`.
+    /// What identifies a user for the `user=` limit, e.g. `$http_authorization`. Taken as
+    /// it comes: verify credentials in front of the cache if they matter.
     #[arg(long, env = "PODKIT_USER_KEY", value_name = "TEMPLATE")]
     pub user_key: Option<String>,
+    /// Clients the rate limit tracks at most (each limit); idle ones are forgotten, and
+    /// beyond this new clients pass unlimited until some are.
+    #[arg(
+        long,
+        env = "PODKIT_RATE_LIMIT_MAX_KEYS",
+        default_value_t = 1_000_000,
+        value_name = "N"
+    )]
+    pub rate_limit_max_keys: usize,
     /// Print the equivalent `podkit proxy` YAML and exit.
     #[arg(long, env = "PODKIT_PRINT_CONFIG")]
     pub print_config: bool,
@@ -680,6 +690,12 @@ impl CacheArgs {
             template(key, "--user-key")?;
         }
         template(&self.rate_limit_key, "--rate-limit-key")?;
+        if self.rate_limit_max_keys == 0 {
+            return Err(ConfigError::flag(
+                "--rate-limit-max-keys",
+                "must be at least 1",
+            ));
+        }
         let Some(anon) = anon else {
             if user.is_some() {
                 return Err(ConfigError::flag(
@@ -694,7 +710,7 @@ impl CacheArgs {
             key: self.rate_limit_key.clone(),
             user,
             user_key: self.user_key.clone(),
-            max_keys: 1_000_000,
+            max_keys: self.rate_limit_max_keys,
         }))
     }
 }

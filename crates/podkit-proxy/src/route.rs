@@ -108,11 +108,16 @@ impl Router {
         }
     }
 
-    /// The caches of this listener's routes.
-    pub fn caches(&self) -> Vec<Arc<HttpCache>> {
+    /// The caches of this listener's routes, with their keys.
+    pub fn caches(&self) -> Vec<KeyedCache> {
         self.routes
             .iter()
-            .filter_map(|r| r.cache.as_ref().map(|c| c.cache.clone()))
+            .filter_map(|r| {
+                r.cache.as_ref().map(|c| KeyedCache {
+                    cache: c.cache.clone(),
+                    key: c.key.clone(),
+                })
+            })
             .collect()
     }
 
@@ -298,6 +303,30 @@ impl RateStage {
             self.limited.inc();
         }
         decision
+    }
+}
+
+/// A route's cache with its key template, for the admin endpoint.
+#[derive(Debug, Clone)]
+pub struct KeyedCache {
+    pub cache: Arc<HttpCache>,
+    key: Template,
+}
+
+impl KeyedCache {
+    /// The key a plain GET of `url` (`http://host/path?query`) is stored under; fields
+    /// the URL does not give (the client's address, other headers) render empty.
+    pub fn key_of_url(&self, url: &str) -> Option<String> {
+        let uri: http::Uri = url.parse().ok()?;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, uri.authority()?.as_str().parse().ok()?);
+        let view = TargetView {
+            headers: &headers,
+            remote_ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            tls: uri.scheme_str() == Some("https"),
+            host: uri.host()?,
+        };
+        key_for_target(&self.key, &view, url)
     }
 }
 

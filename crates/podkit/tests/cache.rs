@@ -415,6 +415,50 @@ fn the_cache_and_rate_limit_stages_run_in_a_proxy_config() {
 }
 
 #[test]
+fn must_revalidate_and_proxy_revalidate_forbid_stale_responses() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    let paths = [
+        "/origin/mr?cc=max-age%3D1%2C%20must-revalidate%2C%20stale-if-error%3D60",
+        "/origin/pr?cc=max-age%3D1%2C%20proxy-revalidate%2C%20stale-if-error%3D60",
+    ];
+    for path in paths {
+        get(addr, path);
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    // A client that accepts staleness still gets a revalidated response.
+    let tolerant = [("Cache-Control", "max-stale=60")];
+    for path in paths {
+        let fetched = req(addr, "GET", path, &tolerant);
+        assert_eq!((fetched.status, x_cache(&fetched)), (200, "MISS"), "{path}");
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    origin.set_mode(Mode::Fail);
+    // And an origin error is passed on rather than covered with a stale copy.
+    for path in paths {
+        assert_eq!(req(addr, "GET", path, &tolerant).status, 500, "{path}");
+    }
+}
+
+#[test]
+fn age_from_upstream_counts_toward_freshness() {
+    let origin = Backend::start("origin");
+    let (_c, addr) = cache(&origin, &[]);
+    // Already 100 s old when it arrives, with 60 s of freshness: stale at once.
+    let old = "/origin/aged?cc=max-age%3D60&age=100";
+    get(addr, old);
+    assert_eq!(x_cache(&get(addr, old)), "MISS");
+    assert_eq!(origin.requests_for("/origin/aged"), 2);
+    // 30 s old with 60 s of freshness: served, its Age counting on from 30.
+    let young = "/origin/young?cc=max-age%3D60&age=30";
+    get(addr, young);
+    let hit = get(addr, young);
+    assert_eq!(x_cache(&hit), "HIT");
+    let age: u64 = hit.header("age").unwrap().parse().unwrap();
+    assert!((30..40).contains(&age), "Age {age}");
+}
+
+#[test]
 fn head_is_served_from_a_stored_get() {
     let origin = Backend::start("origin");
     let (_c, addr) = cache(&origin, &[]);
@@ -724,6 +768,30 @@ fn purge_and_ban_through_the_admin_endpoint() {
     );
     assert_eq!(purge.status, 200, "{}", purge.text());
     assert_eq!(x_cache(&get(addr, path)), "MISS");
+    // By URL: the key template is rendered for a GET of it.
+    let url = format!("http://{addr}{path}");
+    let purge_url = |url: &str| {
+        let encoded = url
+            .replace('%', "%25")
+            .replace(':', "%3A")
+            .replace('/', "%2F")
+            .replace('?', "%3F")
+            .replace('&', "%26")
+            .replace('=', "%3D");
+        req(
+            c.admin,
+            "PURGE",
+            &format!("/cache/purge?url={encoded}"),
+            &[],
+        )
+    };
+    assert_eq!(purge_url(&url).status, 200);
+    assert_eq!(x_cache(&get(addr, path)), "MISS");
+    assert_eq!(
+        purge_url(&format!("http://{addr}/origin/never")).status,
+        404
+    );
+    assert_eq!(purge_url("not a url").status, 400);
     for i in 0..3 {
         get(addr, &format!("/origin/ban/{i}?cc=max-age%3D60"));
     }

@@ -161,4 +161,11 @@ fn bad_rate_specs_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--user-key"));
+    let out = std::process::Command::new(PODKIT)
+        .args(["cache", "--upstream", "http://127.0.0.1:1"])
+        .args(["--rate-limit", "anon=1/s", "--rate-limit-max-keys", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rate-limit-max-keys"));
 }
