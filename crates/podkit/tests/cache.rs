@@ -808,6 +808,24 @@ fn purge_and_ban_through_the_admin_endpoint() {
 }
 
 #[test]
+fn a_purge_during_a_fetch_is_not_undone_by_it() {
+    let origin = Backend::start("origin");
+    origin.set_delay(Duration::from_millis(600));
+    let (c, addr) = cache(&origin, &[]);
+    let path = "/origin/racing?cc=max-age%3D60";
+    let fetching = std::thread::spawn(move || get(addr, path));
+    std::thread::sleep(Duration::from_millis(200));
+    let key = "127.0.0.1/origin/racing%3Fcc%3Dmax-age%253D60";
+    let purge = req(c.admin, "PURGE", &format!("/cache/purge?key={key}"), &[]);
+    assert_eq!(purge.status, 404, "nothing stored yet: {}", purge.text());
+    assert_eq!(fetching.join().unwrap().status, 200);
+    origin.set_delay(Duration::ZERO);
+    // The response fetched before the purge was not stored after it.
+    assert_eq!(x_cache(&get(addr, path)), "MISS");
+    assert_eq!(x_cache(&get(addr, path)), "HIT");
+}
+
+#[test]
 fn x_cache_can_be_turned_off_and_metrics_pass_promtool() {
     let origin = Backend::start("origin");
     let (c, addr) = cache(&origin, &["--x-cache", "false"]);

@@ -5,6 +5,7 @@
 //! - [`store`]: the memory-bounded store of responses and their variants;
 //! - [`mapped`]: large bodies in mappings of their own, returned to the kernel on eviction;
 //! - [`fill`]: request coalescing;
+//! - [`invalidations`]: purges made while a response was on its way are not undone;
 //! - [`budget`]: the bound on bodies being stored as they arrive.
 //!
 //! A request goes: unsafe methods pass and invalidate; a fresh stored response answers at
@@ -18,6 +19,7 @@
 pub mod budget;
 pub mod control;
 pub mod fill;
+pub mod invalidations;
 pub mod mapped;
 pub mod policy;
 pub mod store;
@@ -280,6 +282,7 @@ impl HttpCache {
                 .insert(header::IF_MODIFIED_SINCE, modified.clone());
         }
         let request_time = SystemTime::now();
+        let fetched_at = self.store.generation();
         let response_cc = CacheControl::parse(&entry.stored.headers);
         let request_cc = CacheControl::parse_request(&head.headers);
         let result = fetch.fetch(conditional, None).await;
@@ -315,19 +318,15 @@ impl HttpCache {
                     vary: entry.vary.clone(),
                     vary_values: entry.vary_values.clone(),
                 };
-                self.store.insert(key, refreshed);
-                if let Some(guard) = guard {
-                    guard.finish(true);
-                }
                 self.metrics.revalidated.inc();
                 self.count(&self.metrics.hits);
-                match self.store.lookup(key, &head.headers) {
-                    Some(entry) => {
-                        let age = policy::current_age(&entry.stored, now);
-                        self.respond(&entry, head, age, Outcome::Hit)
-                    }
-                    None => self.label(ProxyError::NotCached.into_response(), Outcome::Miss),
+                let age = policy::current_age(&refreshed.stored, now);
+                let response = self.respond(&refreshed, head, age, Outcome::Hit);
+                let stored = self.store.insert(key, refreshed, fetched_at);
+                if let Some(guard) = guard {
+                    guard.finish(stored);
                 }
+                response
             }
             Ok(response) if response.status().is_server_error() && stale_ok() => {
                 drain(response).await;
@@ -342,7 +341,7 @@ impl HttpCache {
             }
             other => {
                 // A new full response (or an error): store it like a miss would.
-                self.store_response(key, head, other, request_time, guard)
+                self.store_response(key, head, other, (request_time, fetched_at), guard)
                     .await
             }
         }
@@ -359,21 +358,22 @@ impl HttpCache {
         let mut upstream = head.clone();
         upstream.headers.remove(header::IF_NONE_MATCH);
         upstream.headers.remove(header::IF_MODIFIED_SINCE);
-        let request_time = SystemTime::now();
+        let asked = (SystemTime::now(), self.store.generation());
         let result = fetch.fetch(upstream, None).await;
-        self.store_response(key, &head, result, request_time, guard)
-            .await
+        self.store_response(key, &head, result, asked, guard).await
     }
 
     /// Stores a fresh origin response when RFC 9111 allows, streaming it to the client.
+    /// `asked` is when the origin was asked, and the store's generation then.
     async fn store_response(
         self: &Arc<Self>,
         key: &str,
         head: &Head,
         result: Result<Response<Body>, ProxyError>,
-        request_time: SystemTime,
+        asked: (SystemTime, u64),
         guard: Option<FillGuard>,
     ) -> Response<Body> {
+        let (request_time, fetched_at) = asked;
         self.count(&self.metrics.misses);
         let response = match result {
             Ok(response) => response,
@@ -433,16 +433,13 @@ impl HttpCache {
             let body = cache.fill(body, tx).await;
             let stored_ok = match body {
                 Some(body) => {
-                    cache.store.insert(
-                        &key,
-                        Entry {
-                            stored,
-                            body,
-                            vary,
-                            vary_values,
-                        },
-                    );
-                    true
+                    let entry = Entry {
+                        stored,
+                        body,
+                        vary,
+                        vary_values,
+                    };
+                    cache.store.insert(&key, entry, fetched_at)
                 }
                 None => false,
             };

@@ -4,13 +4,14 @@
 //! sum stays under `--memory`. Bans by prefix are applied to the whole store at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName};
 use quick_cache::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
+use super::invalidations::{Invalidated, InvalidationLog};
 use super::mapped::{MappedBody, MappedFill};
 use super::policy::{vary_values, Stored};
 
@@ -254,6 +255,10 @@ impl Lifecycle<String, Variants> for CountEvictions {
     }
 }
 
+/// Invalidations remembered for fetches still under way; a fetch that began before the
+/// oldest of them does not store.
+const RECENT_INVALIDATIONS: usize = 4096;
+
 /// Most shards a store is split into (each with a lock of its own).
 const MAX_SHARDS: u64 = 16;
 
@@ -275,6 +280,8 @@ pub struct Store {
     evictions: Arc<AtomicU64>,
     capacity: u64,
     shard_capacity: u64,
+    /// Held while storing or invalidating, so that the two never interleave.
+    invalidations: Mutex<InvalidationLog>,
 }
 
 impl std::fmt::Debug for Store {
@@ -314,6 +321,7 @@ impl Store {
             evictions,
             capacity,
             shard_capacity,
+            invalidations: Mutex::new(InvalidationLog::new(RECENT_INVALIDATIONS)),
         }
     }
 
@@ -328,10 +336,22 @@ impl Store {
         variants.iter().find(|e| e.matches(headers)).cloned()
     }
 
-    /// Stores `entry` under `key` as its newest variant. It replaces the variant with the
-    /// same Vary values, and every variant that varies on other fields: those came before
-    /// the origin changed its Vary, and the most recent response is the one to use (§4.1).
-    pub fn insert(&self, key: &str, entry: Entry) {
+    /// The generation of invalidations now: a fetch notes it before asking the origin,
+    /// and gives it to [`Store::insert`].
+    pub fn generation(&self) -> u64 {
+        self.log().generation()
+    }
+
+    /// Stores `entry` under `key` as its newest variant, unless the key was invalidated
+    /// since generation `fetched_at` (then returns false). It replaces the variant with
+    /// the same Vary values, and every variant that varies on other fields: those came
+    /// before the origin changed its Vary, and the most recent response is the one to use
+    /// (§4.1).
+    pub fn insert(&self, key: &str, entry: Entry, fetched_at: u64) -> bool {
+        let log = self.log();
+        if !log.allows(key, fetched_at) {
+            return false;
+        }
         let entry = Arc::new(entry);
         let mut variants = vec![entry.clone()];
         if let Some(older) = self.cache.peek(key) {
@@ -343,18 +363,30 @@ impl Store {
             );
         }
         self.cache.insert(key.to_string(), Arc::new(variants));
+        drop(log);
+        true
     }
 
     /// Removes every variant of `key`; returns whether there was any.
     pub fn purge(&self, key: &str) -> bool {
+        let mut log = self.log();
+        log.record(Invalidated::Key(key.to_string()));
         self.cache.remove(key).is_some()
     }
 
     /// Removes every key starting with `prefix`; returns how many.
     pub fn ban(&self, prefix: &str) -> usize {
+        let mut log = self.log();
+        log.record(Invalidated::Prefix(prefix.to_string()));
         let before = self.cache.len();
         self.cache.retain(|key, _| !key.starts_with(prefix));
         before - self.cache.len()
+    }
+
+    fn log(&self) -> MutexGuard<'_, InvalidationLog> {
+        self.invalidations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Keys stored.
@@ -468,9 +500,9 @@ mod tests {
     #[test]
     fn variants_live_side_by_side() {
         let store = Store::new(1 << 20, 256 << 10);
-        store.insert("k", entry(10, &[("accept-language", "en")]));
-        store.insert("k", entry(20, &[("accept-language", "fr")]));
-        store.insert("k", entry(30, &[("accept-language", "en")]));
+        store.insert("k", entry(10, &[("accept-language", "en")]), 0);
+        store.insert("k", entry(20, &[("accept-language", "fr")]), 0);
+        store.insert("k", entry(30, &[("accept-language", "en")]), 0);
         let mut fr = HeaderMap::new();
         fr.insert("accept-language", "fr".parse().unwrap());
         let mut en = HeaderMap::new();
@@ -483,14 +515,14 @@ mod tests {
     #[test]
     fn a_changed_vary_replaces_the_older_variants() {
         let store = Store::new(1 << 20, 256 << 10);
-        store.insert("k", entry(10, &[]));
-        store.insert("k", entry(20, &[("accept-language", "en")]));
+        store.insert("k", entry(10, &[]), 0);
+        store.insert("k", entry(20, &[("accept-language", "en")]), 0);
         let mut de = HeaderMap::new();
         de.insert("accept-language", "de".parse().unwrap());
         // The response without Vary no longer answers every request.
         assert!(store.lookup("k", &de).is_none());
         assert!(store.lookup("k", &HeaderMap::new()).is_none());
-        store.insert("k", entry(30, &[]));
+        store.insert("k", entry(30, &[]), 0);
         assert_eq!(store.lookup("k", &de).unwrap().body.len(), 30);
     }
 
@@ -498,7 +530,7 @@ mod tests {
     fn weight_stays_under_capacity() {
         let store = Store::new(1 << 20, 256 << 10);
         for i in 0..200 {
-            store.insert(&format!("key-{i}"), entry(16 << 10, &[]));
+            store.insert(&format!("key-{i}"), entry(16 << 10, &[]), 0);
         }
         assert!(store.weight() <= 1 << 20, "{}", store.weight());
         assert!(store.evictions() > 0);
@@ -519,11 +551,24 @@ mod tests {
     fn purge_and_ban() {
         let store = Store::new(1 << 20, 256 << 10);
         for path in ["a.com/x/1", "a.com/x/2", "a.com/y/1", "b.com/x/1"] {
-            store.insert(path, entry(1, &[]));
+            store.insert(path, entry(1, &[]), 0);
         }
         assert!(store.purge("a.com/y/1"));
         assert!(!store.purge("a.com/y/1"));
         assert_eq!(store.ban("a.com/x/"), 2);
         assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn a_response_fetched_before_an_invalidation_is_not_stored_after_it() {
+        let store = Store::new(1 << 20, 256 << 10);
+        let fetched_at = store.generation();
+        store.purge("a.com/x");
+        store.ban("b.com/");
+        assert!(!store.insert("a.com/x", entry(1, &[]), fetched_at));
+        assert!(!store.insert("b.com/y", entry(1, &[]), fetched_at));
+        assert!(store.insert("a.com/y", entry(1, &[]), fetched_at));
+        assert!(store.insert("a.com/x", entry(1, &[]), store.generation()));
+        assert_eq!(store.len(), 2);
     }
 }
