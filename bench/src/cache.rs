@@ -15,8 +15,8 @@ use podkit_testkit::free_port;
 use podkit_testkit::servers::{Nginx, Varnish};
 
 use crate::harness::{
-    alternating_rounds, median, output, pin, pinned, start_podkit, tree_rss_kib, CpuTimes,
-    Measurement, Report, CLIENT_CORES, SERVER_CORES,
+    alternating_rounds, congestion_control, median, output, pin, pinned, start_podkit,
+    tree_rss_kib, CpuTimes, Measurement, Report, TcpCounters, CLIENT_CORES, SERVER_CORES,
 };
 use crate::httprate::get_each;
 use crate::loadgen::Summary;
@@ -76,6 +76,12 @@ pub fn run(quick: bool) -> Result<Report, String> {
          every figure is the median of its rounds (the last section gives each p99's range)"
             .into(),
     );
+    report.setup.push(format!(
+        "TCP: congestion control {} (the machine's net.ipv4.tcp_congestion_control); the \
+         machine's segments retransmitted and received out of order are counted around \
+         every run",
+        congestion_control()
+    ));
     report.setup.push(
         "Origin: nginx (1 worker) with `Cache-Control: max-age=3600`, pinned with the load generator; \
          podkit cache --threads 1 --memory 256MiB and varnishd -s malloc,256m with its default \
@@ -170,7 +176,7 @@ pub fn run(quick: bool) -> Result<Report, String> {
     // Every run, by case and target.
     let mut spread: Vec<Vec<Measurement>> = Vec::new();
     let mut core_use = String::from(
-        "| case | target | server core busy % | load generator core busy % |\n|---|---|---:|---:|\n",
+        "| case | target | server core busy % | load generator core busy % | TCP segments retransmitted | TCP segments out of order |\n|---|---|---:|---:|---:|---:|\n",
     );
     for (case, path, connections, load, with_origin) in cases {
         let mut targets = vec![
@@ -185,22 +191,24 @@ pub fn run(quick: bool) -> Result<Report, String> {
             load.run(target, case, path, connections, Duration::from_secs(1))?;
         }
         let runs = alternating_rounds(&targets, rounds, |target| {
-            let before = CpuTimes::now()?;
+            let (before, tcp_before) = (CpuTimes::now()?, TcpCounters::now()?);
             let (measurement, errors) = load.run(target, case, path, connections, duration)?;
-            let after = CpuTimes::now()?;
+            let (after, tcp) = (CpuTimes::now()?, TcpCounters::now()?.since(&tcp_before));
             if errors > 0 {
                 report
                     .notes
                     .push(format!("{}, {case}: {errors} errors", target.0));
             }
             let busy = |core| after.busy_percent(&before, core).unwrap_or(0.0);
-            Ok((measurement, busy(SERVER_CORES), busy(CLIENT_CORES)))
+            Ok((measurement, busy(SERVER_CORES), busy(CLIENT_CORES), tcp))
         })?;
         for ((target, _, _), runs) in targets.iter().zip(&runs) {
             let server = median(runs.iter().map(|r| r.1).collect()).unwrap_or(0.0);
             let client = median(runs.iter().map(|r| r.2).collect()).unwrap_or(0.0);
+            let tcp: Vec<TcpCounters> = runs.iter().map(|r| r.3).collect();
+            let (retransmitted, out_of_order) = tcp_medians(&tcp);
             core_use.push_str(&format!(
-                "| {case} | {target} | {server:.0} | {client:.0} |\n"
+                "| {case} | {target} | {server:.0} | {client:.0} | {retransmitted:.0} | {out_of_order:.0} |\n"
             ));
         }
         spread.extend(
@@ -215,15 +223,31 @@ pub fn run(quick: bool) -> Result<Report, String> {
          {seconds}s per run, {fixed_rounds} rounds; a request's latency counts from when it \
          was due if its connection was still busy"
     ));
+    let mut fixed_tcp = String::from(
+        "| case | target | TCP segments retransmitted, median | most | TCP segments out of order, median |\n|---|---|---:|---:|---:|\n",
+    );
     for (case, path, rate, connections) in FIXED_RATE_CASES {
         let targets = [("podkit", podkit_port), ("varnish", varnish.addr.port())];
         let runs = alternating_rounds(&targets, fixed_rounds, |(target, port)| {
-            Ok(
-                httprate(*port, path, &rate.to_string(), seconds, connections)?
-                    .measurement(target, case),
-            )
+            let before = TcpCounters::now()?;
+            let summary = httprate(*port, path, &rate.to_string(), seconds, connections)?;
+            Ok((
+                summary.measurement(target, case),
+                TcpCounters::now()?.since(&before),
+            ))
         })?;
-        spread.extend(runs);
+        for ((target, _), runs) in targets.iter().zip(&runs) {
+            let tcp: Vec<TcpCounters> = runs.iter().map(|r| r.1).collect();
+            let (retransmitted, out_of_order) = tcp_medians(&tcp);
+            let most = tcp.iter().map(|t| t.retransmitted).max().unwrap_or(0);
+            fixed_tcp.push_str(&format!(
+                "| {case} | {target} | {retransmitted:.0} | {most} | {out_of_order:.0} |\n"
+            ));
+        }
+        spread.extend(
+            runs.into_iter()
+                .map(|runs| runs.into_iter().map(|r| r.0).collect()),
+        );
     }
     report.measurements.extend(
         spread
@@ -234,9 +258,12 @@ pub fn run(quick: bool) -> Result<Report, String> {
         .sections
         .push(("p99 over the rounds".into(), p99_spread(&spread)));
     report.sections.push((
-        "Core use in the closed-loop runs (median over the rounds)".into(),
+        "Core use and loopback TCP in the closed-loop runs (median over the rounds)".into(),
         core_use,
     ));
+    report
+        .sections
+        .push(("Loopback TCP in the fixed-rate runs".into(), fixed_tcp));
     // Memory under churn: a working set of 1 MiB objects three times the bound, twice.
     let objects = if quick { 64 } else { 3 * MEMORY_MIB };
     let mut memory = format!(
@@ -268,6 +295,14 @@ pub fn run(quick: bool) -> Result<Report, String> {
         .ratios
         .push(("podkit".into(), "origin direct".into()));
     Ok(report)
+}
+
+/// The medians of segments retransmitted and received out of order over `runs`.
+fn tcp_medians(runs: &[TcpCounters]) -> (f64, f64) {
+    let of = |get: fn(&TcpCounters) -> u64| {
+        median(runs.iter().map(|t| get(t) as f64).collect()).unwrap_or(0.0)
+    };
+    (of(|t| t.retransmitted), of(|t| t.out_of_order))
 }
 
 /// The bound given to both caches, `--memory` and `-s malloc`.

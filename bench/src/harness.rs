@@ -191,6 +191,60 @@ impl CpuTimes {
     }
 }
 
+/// The machine's TCP counters that tell a loopback run's trouble: segments retransmitted
+/// (`/proc/net/snmp`) and segments that arrived out of order (`/proc/net/netstat`). Two
+/// snapshots around a run give what happened during it, for every process alike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    pub retransmitted: u64,
+    pub out_of_order: u64,
+}
+
+impl TcpCounters {
+    /// The counters now.
+    pub fn now() -> Result<TcpCounters, String> {
+        let read = |path: &str| std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"));
+        Ok(TcpCounters::parse(
+            &read("/proc/net/snmp")?,
+            &read("/proc/net/netstat")?,
+        ))
+    }
+
+    /// Reads `Tcp: RetransSegs` and `TcpExt: TCPOFOQueue` (0 when absent).
+    pub fn parse(snmp: &str, netstat: &str) -> TcpCounters {
+        TcpCounters {
+            retransmitted: proc_net_counter(snmp, "Tcp", "RetransSegs").unwrap_or(0),
+            out_of_order: proc_net_counter(netstat, "TcpExt", "TCPOFOQueue").unwrap_or(0),
+        }
+    }
+
+    /// What changed from `earlier` to these counters.
+    pub fn since(&self, earlier: &TcpCounters) -> TcpCounters {
+        TcpCounters {
+            retransmitted: self.retransmitted.saturating_sub(earlier.retransmitted),
+            out_of_order: self.out_of_order.saturating_sub(earlier.out_of_order),
+        }
+    }
+}
+
+/// One counter of a `/proc/net` table: a line `Group: Name Name ...` followed by a line
+/// `Group: value value ...`.
+fn proc_net_counter(text: &str, group: &str, name: &str) -> Option<u64> {
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let index = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(index)?.parse().ok()
+}
+
+/// The TCP congestion control the machine's sockets start with.
+pub fn congestion_control() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// A benchmark's report, written as markdown.
 #[derive(Debug)]
 pub struct Report {
@@ -414,6 +468,27 @@ mod tests {
         assert_eq!(after.busy_percent(&before, "0"), Some(90.0));
         assert_eq!(after.busy_percent(&before, "1"), None, "no time passed");
         assert_eq!(after.busy_percent(&before, "7"), None);
+    }
+
+    #[test]
+    fn tcp_counters_come_from_the_named_columns() {
+        let snmp = "Ip: Forwarding\nIp: 1\nTcp: RtoAlgorithm InSegs RetransSegs\nTcp: 1 500 42\n";
+        let netstat =
+            "TcpExt: SyncookiesSent TCPOFOQueue\nTcpExt: 0 7\nIpExt: InNoRoutes\nIpExt: 3\n";
+        let counters = TcpCounters::parse(snmp, netstat);
+        assert_eq!((counters.retransmitted, counters.out_of_order), (42, 7));
+        let later = TcpCounters {
+            retransmitted: 50,
+            out_of_order: 7,
+        };
+        assert_eq!(
+            later.since(&counters),
+            TcpCounters {
+                retransmitted: 8,
+                out_of_order: 0
+            }
+        );
+        assert_eq!(TcpCounters::parse("", ""), TcpCounters::default());
     }
 
     #[test]
