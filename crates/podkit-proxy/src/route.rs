@@ -47,13 +47,6 @@ enum Action {
     },
 }
 
-/// A route's cache and the template of its key.
-#[derive(Debug)]
-struct CacheStage {
-    cache: Arc<HttpCache>,
-    key: Template,
-}
-
 /// A route's rate limits.
 #[derive(Debug)]
 pub struct RateStage {
@@ -70,7 +63,7 @@ struct Route {
     path: String,
     action: Action,
     tee: Option<Tee>,
-    cache: Option<CacheStage>,
+    cache: Option<KeyedCache>,
     rate: Option<RateStage>,
     metrics: RouteMetrics,
 }
@@ -110,15 +103,7 @@ impl Router {
 
     /// The caches of this listener's routes, with their keys.
     pub fn caches(&self) -> Vec<KeyedCache> {
-        self.routes
-            .iter()
-            .filter_map(|r| {
-                r.cache.as_ref().map(|c| KeyedCache {
-                    cache: c.cache.clone(),
-                    key: c.key.clone(),
-                })
-            })
-            .collect()
+        self.routes.iter().filter_map(|r| r.cache.clone()).collect()
     }
 
     /// The rate limiters of this listener's routes.
@@ -306,7 +291,7 @@ impl RateStage {
     }
 }
 
-/// A route's cache with its key template, for the admin endpoint.
+/// A route's cache with its key template (the admin endpoint's purge by URL renders it).
 #[derive(Debug, Clone)]
 pub struct KeyedCache {
     pub cache: Arc<HttpCache>,
@@ -547,7 +532,7 @@ fn build_route(
         },
     };
     let cache = match &config.cache {
-        Some(cache) => Some(CacheStage {
+        Some(cache) => Some(KeyedCache {
             key: cache.key.parse().ok()?,
             cache: metrics.cache(&name, |counters| {
                 Arc::new(HttpCache::new(
