@@ -103,6 +103,53 @@ fn another_client_is_unaffected() {
     assert_eq!(polite, vec![200; 5]);
 }
 
+/// The status of a GET of `/` sent to `addr` from the loopback address `from`.
+fn status_from(from: std::net::Ipv4Addr, addr: std::net::SocketAddr) -> u16 {
+    use std::io::{Read, Write};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let mut stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((from, 0).into()).unwrap();
+        socket.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"))
+}
+
+#[test]
+fn clients_are_told_apart_by_address_by_default() {
+    let origin = Backend::start("origin");
+    let url = origin.url();
+    // The default --rate-limit-key is $remote_addr; two loopback addresses, two clients.
+    let (_p, addr) = start(&[
+        "cache",
+        "--upstream",
+        &url,
+        "--rate-limit",
+        "anon=1/s,burst=3",
+    ]);
+    let greedy = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let polite = std::net::Ipv4Addr::new(127, 0, 0, 3);
+    let statuses: Vec<u16> = (0..6).map(|_| status_from(greedy, addr)).collect();
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    assert_eq!(status_from(polite, addr), 200);
+}
+
 #[test]
 fn an_identified_client_gets_its_higher_limit() {
     let origin = Backend::start("origin");
