@@ -465,10 +465,11 @@ impl HttpCache {
         tx: mpsc::Sender<Result<Bytes, BoxError>>,
     ) -> Option<StoredBody> {
         let expected = body.size_hint().exact();
-        let mut reservation = expected
-            .filter(|len| *len <= self.settings.max_object)
-            .or(expected.is_none().then_some(0))
-            .and_then(|len| self.filling.reserve(len));
+        // A body of known length reserves all of it now; one of unknown length, as it comes.
+        let mut reservation = match expected {
+            Some(len) if len > self.settings.max_object => None,
+            known => self.filling.reserve(known.unwrap_or(0)),
+        };
         let mut keep = reservation.is_some();
         let mut stored = BodyFill::expecting(expected.filter(|_| keep));
         let mut client = Some(tx);

@@ -307,9 +307,8 @@ pub fn not_modified_matches(stored: &HeaderMap, not_modified: &HeaderMap) -> boo
             return false;
         };
         let weak = |t: &str| t.starts_with("W/");
-        let opaque = |t: &str| t.trim_start_matches("W/").to_string();
         return if weak(&tag) || weak(&stored_tag) {
-            opaque(&tag) == opaque(&stored_tag)
+            opaque_tag(&tag) == opaque_tag(&stored_tag)
         } else {
             tag == stored_tag
         };
@@ -334,9 +333,10 @@ pub fn not_modified_for(request: &HeaderMap, stored: &HeaderMap) -> bool {
         let Some(etag) = stored.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
             return false;
         };
-        let weak = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
         return if_none_match.trim() == "*"
-            || if_none_match.split(',').any(|t| weak(t) == weak(etag));
+            || if_none_match
+                .split(',')
+                .any(|t| opaque_tag(t) == opaque_tag(etag));
     }
     match (
         date(request, header::IF_MODIFIED_SINCE),
@@ -345,6 +345,11 @@ pub fn not_modified_for(request: &HeaderMap, stored: &HeaderMap) -> bool {
         (Some(since), Some(modified)) => modified <= since,
         _ => false,
     }
+}
+
+/// An entity tag without its weakness mark, for the weak comparison (RFC 9110 §8.8.3.2).
+fn opaque_tag(tag: &str) -> &str {
+    tag.trim().trim_start_matches("W/")
 }
 
 /// Whether a response to `method` invalidates stored responses for its URI (§4.4).

@@ -363,7 +363,6 @@ impl Store {
             );
         }
         self.cache.insert(key.to_string(), Arc::new(variants));
-        drop(log);
         true
     }
 
