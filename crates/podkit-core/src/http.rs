@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::shutdown::Shutdown;
+use crate::splice::SpliceStream;
 
 /// Errors a response body may fail with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -112,10 +113,10 @@ pub trait Accept: Clone + Send + Sync + 'static {
 pub struct PlainTcp;
 
 impl Accept for PlainTcp {
-    type Io = TcpStream;
+    type Io = SpliceStream;
 
-    async fn accept(&self, stream: TcpStream) -> std::io::Result<(TcpStream, Protocols)> {
-        Ok((stream, Protocols::Auto))
+    async fn accept(&self, stream: TcpStream) -> std::io::Result<(SpliceStream, Protocols)> {
+        Ok((SpliceStream::new(stream), Protocols::Auto))
     }
 
     fn is_tls(&self) -> bool {

@@ -12,6 +12,7 @@
 //! - [`readiness`]: readiness latches behind `/readyz`;
 //! - [`admin`]: the admin endpoint (`/healthz`, `/readyz`, `/metrics`, extra routes);
 //! - [`http`]: an HTTP server with limits and a graceful drain;
+//! - [`splice`]: sending large immutable bodies by page reference instead of copying;
 //! - [`shutdown`]: SIGTERM/SIGINT as a cancellation token;
 //! - [`ports`]: free loopback ports outside the ephemeral range;
 //! - [`component`]: [`component::run`], which ties the above together.
@@ -50,6 +51,7 @@ pub mod metrics;
 pub mod ports;
 pub mod readiness;
 pub mod shutdown;
+pub mod splice;
 pub mod units;
 
 pub use component::{ComponentError, Context, ContractArgs};

@@ -747,6 +747,72 @@ fn large_bodies_are_served_whole() {
     assert_eq!(origin.requests_for("/origin/large"), 1);
 }
 
+/// Large stored bodies are sent by page reference (podkit_core::splice). A body evicted
+/// or purged while slow clients are still receiving it must reach them unchanged.
+#[test]
+fn large_hits_stay_whole_when_evicted_while_being_sent() {
+    use std::io::{Read, Write};
+    let origin = Backend::start("origin");
+    // 8 MiB holds about six of the 1 MiB objects; twelve are asked for.
+    let (c, addr) = cache(&origin, &["--memory", "8MiB"]);
+    let size = (1 << 20) + 4099;
+    let path = |i: usize| format!("/origin/evicted/{i}?cc=max-age%3D60&size={size}&pattern=1");
+    let expected = podkit_testkit::backend::pattern_body(size);
+    for i in 0..12 {
+        assert_eq!(get(addr, &path(i)).body.len(), size);
+    }
+    let clients: Vec<_> = (0..12)
+        .map(|i| {
+            let request = format!(
+                "GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                path(i)
+            );
+            std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(addr).unwrap();
+                stream.write_all(request.as_bytes()).unwrap();
+                // Read nothing for a while: the body waits in the kernel meanwhile.
+                std::thread::sleep(Duration::from_millis(400));
+                let mut response = Vec::new();
+                stream.read_to_end(&mut response).unwrap();
+                response
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    // Evict and purge every body while the clients above are still being sent theirs.
+    for i in 12..24 {
+        assert_eq!(get(addr, &path(i)).body.len(), size);
+    }
+    let ban = http_request(
+        c.admin,
+        "POST",
+        "/cache/ban?prefix=127.0.0.1/origin/",
+        &[],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(ban.status, 200, "{}", ban.text());
+    let mut hits = 0;
+    for client in clients {
+        let response = client.join().unwrap();
+        let head_end = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head")
+            + 4;
+        let head = String::from_utf8_lossy(&response[..head_end]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let body = &response[head_end..];
+        assert_eq!(body.len(), size, "{head}");
+        assert!(body == &expected[..], "a body changed while it was sent");
+        hits += usize::from(head.contains("x-cache: hit"));
+    }
+    assert!(
+        hits >= 4,
+        "only {hits} of the slow clients were sent a stored body"
+    );
+}
+
 #[test]
 fn purge_and_ban_through_the_admin_endpoint() {
     let origin = Backend::start("origin");

@@ -5,6 +5,10 @@
 //! evicts large bodies all the time, what it keeps adds tens of MiB above `--memory`. A
 //! body in its own mapping is unmapped when its last [`Bytes`] is dropped, and the
 //! process's memory falls with the cache's count at once.
+//!
+//! A finished body is registered as a [`StableRegion`]: it is never written again, and its
+//! pages stay the kernel's after the unmapping for as long as the kernel refers to them.
+//! Plain-TCP connections therefore send it by page reference instead of copying it.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -12,11 +16,14 @@ use std::ptr::NonNull;
 
 use bytes::Bytes;
 use nix::sys::mman::{mmap_anonymous, mprotect, munmap, MapFlags, ProtFlags};
+use podkit_core::splice::StableRegion;
 
 /// Bytes in a private anonymous mapping of their own, read-only once filled.
 pub struct MappedBody {
     start: NonNull<std::ffi::c_void>,
     len: NonZeroUsize,
+    /// Set once the body is read-only; unregistered before the unmapping.
+    stable: Option<StableRegion>,
 }
 
 // SAFETY: a `MappedBody` is written only through the `MappedFill` that owns it, and is
@@ -58,7 +65,11 @@ impl MappedFill {
             )?
         };
         Ok(MappedFill {
-            body: MappedBody { start, len },
+            body: MappedBody {
+                start,
+                len,
+                stable: None,
+            },
             filled: 0,
         })
     }
@@ -84,13 +95,18 @@ impl MappedFill {
     }
 
     /// The bytes, made read-only, once the mapping is full; else the fill back.
-    pub fn finish(self) -> Result<Bytes, MappedFill> {
+    pub fn finish(mut self) -> Result<Bytes, MappedFill> {
         if self.filled != self.body.len.get() {
             return Err(self);
         }
         // SAFETY: the mapping made in `new`, `len` bytes long.
         match unsafe { mprotect(self.body.start, self.body.len.get(), ProtFlags::PROT_READ) } {
-            Ok(()) => Ok(Bytes::from_owner(self.body)),
+            Ok(()) => {
+                // SAFETY: the mapping is read-only from here on and is unmapped only after
+                // the region is unregistered (`Drop`); its pages are its own.
+                self.body.stable = unsafe { StableRegion::register(self.body.as_ref()) };
+                Ok(Bytes::from_owner(self.body))
+            }
             Err(_) => Err(self),
         }
     }
@@ -105,6 +121,8 @@ impl AsRef<[u8]> for MappedBody {
 
 impl Drop for MappedBody {
     fn drop(&mut self) {
+        // Unregistered first: once unmapped, the addresses may be given to other memory.
+        drop(self.stable.take());
         // SAFETY: the mapping made in `MappedFill::new`; nothing refers to it any more.
         let _ = unsafe { munmap(self.start, self.len.get()) };
     }
