@@ -230,8 +230,14 @@ fn decode(text: &str) -> String {
 
 /// A body of `len` bytes whose byte i is i mod 251 (see [`origin`]'s `pattern`).
 pub fn pattern_body(len: usize) -> Bytes {
+    shifted_pattern_body(len, 0)
+}
+
+/// A body of `len` bytes whose byte i is (i + shift) mod 251: `pattern=N` gives shift N-1,
+/// so that bodies of the same length differ.
+pub fn shifted_pattern_body(len: usize, shift: usize) -> Bytes {
     (0..len)
-        .map(|i| (i % 251) as u8)
+        .map(|i| ((i + shift) % 251) as u8)
         .collect::<Vec<u8>>()
         .into()
 }
@@ -241,8 +247,8 @@ pub fn pattern_body(len: usize) -> Bytes {
 /// `cc` (Cache-Control), `etag` (answers 304 to a matching If-None-Match), `lm` (Last-Modified
 /// as Unix seconds; answers 304 to If-Modified-Since), `expires` (seconds from now,
 /// may be negative), `vary` (a header name; the body echoes its value), `status`, `size`
-/// (body bytes: `o`s, or with `pattern=1` byte i is i mod 251, so that a misplaced block
-/// shows), `age`, `loc` (Location), `cloc` (Content-Location), `vary_from` (send `vary` only from this request for
+/// (body bytes: `o`s, or with `pattern=N` byte i is (i + N - 1) mod 251, so that a
+/// misplaced block shows), `age`, `loc` (Location), `cloc` (Content-Location), `vary_from` (send `vary` only from this request for
 /// the path on, to change Vary under a stored response), `etag304` (the entity tag a 304
 /// carries instead of `etag`, to answer about another representation). The body
 /// otherwise names the backend and counts the requests for this path: `origin-name 3`.
@@ -272,8 +278,10 @@ fn origin(state: &State, req: &Request<Incoming>, count: u64) -> Response<Body> 
     let vary =
         query_text(req, "vary").filter(|_| query(req, "vary_from").is_none_or(|n| count >= n));
     let body = match (query(req, "size"), &vary) {
-        (Some(size), _) if query(req, "pattern") == Some(1) => pattern_body(size as usize),
-        (Some(size), _) => Bytes::from(vec![b'o'; size as usize]),
+        (Some(size), _) => match query(req, "pattern") {
+            Some(n) if n >= 1 => shifted_pattern_body(size as usize, (n - 1) as usize),
+            _ => Bytes::from(vec![b'o'; size as usize]),
+        },
         (None, Some(name)) => {
             let value = req
                 .headers()
