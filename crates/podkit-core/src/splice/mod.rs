@@ -21,7 +21,7 @@ use nix::fcntl::{splice, vmsplice, SpliceFFlags};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-pub use pipe::Pipe;
+use pipe::Pipe;
 pub use regions::{is_stable, StableRegion};
 
 /// Slices shorter than this are copied: a page-reference handover costs more than it saves.
