@@ -102,7 +102,8 @@ fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
 }
 
-fn parse_response(raw: &[u8], head_only: bool) -> std::io::Result<HttpResponse> {
+/// Parses a whole HTTP/1.1 response read off a connection; `head_only` for a HEAD's.
+pub fn parse_response(raw: &[u8], head_only: bool) -> std::io::Result<HttpResponse> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -809,19 +809,13 @@ fn large_hits_stay_whole_when_evicted_while_being_sent() {
     .unwrap();
     assert_eq!(ban.status, 200, "{}", ban.text());
     for (i, client) in clients.into_iter().enumerate() {
-        let response = client.join().unwrap();
-        let head_end = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a response head")
-            + 4;
-        let head = String::from_utf8_lossy(&response[..head_end]).to_lowercase();
-        assert!(head.starts_with("http/1.1 200"), "{head}");
-        assert!(head.contains("x-cache: hit"), "{head}");
-        let body = &response[head_end..];
-        assert_eq!(body.len(), size, "{head}");
+        let raw = client.join().unwrap();
+        let response = podkit_testkit::probe::parse_response(&raw, false).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(x_cache(&response), "HIT");
+        assert_eq!(response.body.len(), size);
         assert!(
-            body == &expected(i)[..],
+            response.body == expected(i),
             "body {i} changed while it was sent"
         );
     }
